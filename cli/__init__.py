@@ -1,0 +1,1 @@
+"""The `hf-laps` command line (click)."""

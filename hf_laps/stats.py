@@ -1,0 +1,42 @@
+"""Latency statistics shared by the simulator, the job runner and the benchmarks.
+
+Pure Python (no numpy, no torch) so the scheduling core can use it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation, as numpy's default.
+
+    Returns NaN for an empty sequence so that a summary of zero requests stays valid JSON-able
+    data (callers print it as "-").
+    """
+    if not values:
+        return math.nan
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile q must be in [0, 100], got {q}")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    if low == high:
+        return float(ordered[low])
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else math.nan
+
+
+def latency_summary(latencies: Sequence[float], prefix: str = "latency") -> dict[str, float]:
+    """mean / p50 / p90 / p99 of a list of seconds, keyed `{prefix}_mean` etc."""
+    return {
+        f"{prefix}_mean": mean(latencies),
+        f"{prefix}_p50": percentile(latencies, 50),
+        f"{prefix}_p90": percentile(latencies, 90),
+        f"{prefix}_p99": percentile(latencies, 99),
+    }
