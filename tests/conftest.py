@@ -1,0 +1,18 @@
+import os
+
+import pytest
+import torch
+
+# deterministic, and no contention between the two CI cores and pytest workers
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(model, tokenizer) of the real embedded default, loaded once per test session."""
+    from hf_laps.models import embedded_source, load_causal_lm, load_tokenizer
+
+    source = embedded_source()
+    return load_causal_lm(source, "cpu", "float32"), load_tokenizer(source)
