@@ -1,0 +1,222 @@
+"""Durable append-only JSONL files (results, timing log) and the resume scan.
+
+A record is on disk once `JsonlSink.write` returns: one `os.write` of the whole line (looped on
+short writes) followed by `os.fsync`. A crash can therefore leave at most one torn line, the
+last one, with no trailing newline; `JsonlSink(path, resume=True)` cuts it off and
+`completed_keys` ignores it, so that request simply runs again. Only lines ending in "\\n"
+count as written.
+
+    with JsonlSink("results.jsonl", resume=True) as sink:
+        done = completed_keys("results.jsonl")
+        sink.write(record)
+"""
+from __future__ import annotations
+
+import errno as errno_codes
+import json
+import math
+import os
+from typing import Any
+
+from hf_laps.jobs.records import record_key
+
+try:  # POSIX only; elsewhere two writers are not detected
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+# Characters that json.dumps(ensure_ascii=False) leaves raw but str.splitlines() splits on;
+# escaping them keeps every record on one line for any reader.
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+class SinkError(Exception):
+    """A results / log file could not be written; what was written before is intact.
+
+    Attributes:
+        path: the file.
+        reason: what went wrong, e.g. "no space left on device (ENOSPC)".
+        errno: the OS error number, when there was one.
+    """
+
+    def __init__(self, path: str, reason: str, errno: int | None = None):
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path, self.reason, self.errno = path, reason, errno
+
+
+def _reason(e: OSError) -> str:
+    name = errno_codes.errorcode.get(e.errno or 0)
+    text = (e.strerror or str(e)).lower()
+    return f"{text} ({name})" if name else text
+
+
+class JsonlSink:
+    """Append-only JSONL writer; one fsynced line per record.
+
+    Args:
+        path: the file; its folder must exist.
+        resume: False truncates the file; True keeps it and cuts a torn last line.
+
+    Raises:
+        SinkError: the file cannot be opened, locked (another process writes it), or repaired.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, resume: bool):
+        self.path = os.fspath(path)
+        self._fd: int | None = None
+        self._failed: str | None = None  # set after a failed write; the sink refuses more
+        try:
+            # O_RDWR: the torn-tail repair reads the end of the file
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self._lock()
+            # truncate only once we hold the lock, never under another writer
+            self._size = _cut_torn_tail(self._fd) if resume else 0
+            if not resume:
+                os.ftruncate(self._fd, 0)
+            os.fsync(self._fd)
+            _fsync_dir(self.path)
+        except SinkError:
+            self.close()
+            raise
+        except OSError as e:
+            self.close()
+            raise SinkError(self.path, _reason(e), e.errno) from e
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SinkError(self.path, "another process is writing this file") from None
+        except OSError as e:  # file systems without flock (some NFS): go on unlocked
+            if e.errno not in (errno_codes.ENOLCK, errno_codes.EOPNOTSUPP, errno_codes.ENOSYS):
+                raise
+
+    def write(self, record: dict) -> None:
+        """Append one record as a line and fsync it.
+
+        Non-finite floats are written as null (strict JSON). Nothing is written when the record
+        cannot be serialised (TypeError / ValueError are raised as is).
+
+        Raises:
+            SinkError: the OS refused the write or the fsync (ENOSPC, EACCES, EIO, ...). The
+                partial line is cut off when possible (else resume cuts it) and every later
+                write raises SinkError too.
+        """
+        if self._fd is None or self._failed:
+            raise SinkError(self.path, self._failed or "the sink is closed")
+        data = encode_record(record)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as e:
+            self._failed = f"an earlier write failed: {_reason(e)}"
+            self._rollback()
+            raise SinkError(self.path, _reason(e), e.errno) from e
+        self._size += len(data)
+
+    def _rollback(self) -> None:
+        try:  # drop the partial line so the file ends on a complete record
+            os.ftruncate(self._fd, self._size)
+            os.fsync(self._fd)
+        except OSError:
+            pass  # the torn tail is cut by the next JsonlSink(resume=True)
+
+    def close(self) -> None:
+        """Close the file (and release the lock). Safe to call twice."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> "JsonlSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def encode_record(record: dict) -> bytes:
+    """One JSONL line: json.dumps(ensure_ascii=False) + "\\n" as UTF-8, NaN/inf -> null."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+    except ValueError as e:
+        if "Circular" in str(e):
+            raise
+        text = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
+    for char, escaped in _LINE_BREAKS.items():
+        if char in text:
+            text = text.replace(char, escaped)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate: \u-escape everything, still exact
+        return (json.dumps(_finite(record), ensure_ascii=True, allow_nan=False) + "\n").encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _cut_torn_tail(fd: int, chunk: int = 1 << 16) -> int:
+    """Truncate the file after its last b"\\n" (or to empty); return the new size."""
+    size = os.fstat(fd).st_size
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        block = os.pread(fd, end - start, start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
+    else:
+        keep = 0
+    if keep != size:
+        os.ftruncate(fd, keep)
+    return keep
+
+
+def _fsync_dir(path: str) -> None:
+    """Make the file's directory entry durable too (a new file could vanish on power loss)."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not support fsync on directories
+    finally:
+        os.close(fd)
+
+
+def completed_keys(path: str | os.PathLike) -> set[str]:
+    """The record keys (see `record_key`) of the complete lines of a results file.
+
+    A missing file gives an empty set. A last line without "\\n" (torn by a crash) and lines
+    that are not one of our records are ignored, so those requests run again.
+    """
+    keys: set[str] = set()
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return keys
+    with f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break  # torn last line
+            try:
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    keys.add(record_key(record))
+            except (ValueError, RecursionError):  # garbage, or not one of our records
+                continue
+    return keys
