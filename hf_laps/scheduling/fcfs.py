@@ -1,0 +1,30 @@
+"""FCFS: arrival order, each request runs to completion (spec DECISION 7)."""
+from __future__ import annotations
+
+from .heap import LazyHeap
+from .policy import BasePolicy
+from .progress import RequestProgress
+from .types import RoundReport
+
+
+class FCFSPolicy(BasePolicy):
+    """First come, first served, non-preemptive: key (arrival, admission order)."""
+
+    name = "fcfs"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._heap = LazyHeap()
+
+    def pick(self, now: float) -> str | None:
+        # Non-preemptive: the request that ran last round keeps the GPU until it finishes.
+        if self._running is not None:
+            return self._running
+        return self._heap.peek()
+
+    def _admitted(self, state: RequestProgress, now: float) -> None:
+        self._heap.push(state.spec.request_id, (state.spec.arrival, state.admit_seq))
+        self._event("admit", state, now, queue=None)
+
+    def _finished(self, state: RequestProgress, report: RoundReport, now: float) -> None:
+        self._heap.remove(state.spec.request_id)

@@ -1,0 +1,212 @@
+"""LAPS-SD (arXiv 2505.17074, Algorithm 1) as fixed by ../shared/design/laps-sd-spec.md.
+
+K priority queues, queue 1 highest. Thresholds Sup_j = Sup_1 * M**(j-1) (D2); queue j covers
+[Sup_{j-1}, Sup_j) with Sup_0 = 0, queue K is unbounded.
+
+* Every request starts NON-PERCEPTIBLE in queue 1. A non-perceptible request sits in the queue of
+  its attained service (D1, D3): once attained >= Sup_j it moves to queue j+1 (demotion). Inside
+  a queue non-perceptible requests are first come first served, and a running one is not
+  preempted by its non-perceptible queue-mates before it reaches its threshold.
+* After each round the stability test (D4, stability.py) runs; a stable request becomes
+  PERCEPTIBLE for good. From then on, after every round it gets (D5)
+      A_hat = accepted / drafted so far,   L_hat = max(predictor(request), g + 1),
+      T_rem = max(L_hat - g, 1) * (n * T_draft + T_target) / (n * A_hat + 1)
+  (g = tokens generated, n = its mean draft length, T_draft / T_target measured, timing.py) and
+  sits in the queue j with Sup_{j-1} <= T_rem < Sup_j, which may be a higher queue than before.
+* pick(): the highest non-empty queue; inside it perceptible requests first, shortest T_rem first
+  (SRPT on estimates), then non-perceptible FCFS. Preemption happens at round boundaries only.
+
+A waiting request's T_rem is the one computed after its last round: its g, A_hat and L_hat only
+change when it runs, and re-estimating all waiting requests whenever the global forward-time
+means move would cost O(n) per round.
+
+With `config.perceptible = False` no request ever becomes perceptible and this is LAS (las.py).
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from .config import SchedulerConfig
+from .heap import LazyHeap
+from .policy import BasePolicy
+from .predictors import LengthPredictor
+from .progress import RequestProgress
+from .stability import StabilityTest
+from .timing import ForwardTimes
+from .types import RequestSpec, RoundReport
+
+
+class QueueProgress(RequestProgress):
+    """RequestProgress plus the request's place in the K queues (queue is 0-based here)."""
+
+    __slots__ = ("queue", "perceptible", "stability", "t_rem", "l_hat")
+
+    def __init__(self, spec: RequestSpec, admit_seq: int, admitted_at: float,
+                 stability: StabilityTest) -> None:
+        super().__init__(spec, admit_seq, admitted_at)
+        self.queue = 0
+        self.perceptible = False
+        self.stability = stability
+        self.t_rem: float | None = None
+        self.l_hat: float | None = None
+
+
+class LapsSDPolicy(BasePolicy):
+    """Semi-clairvoyant multi-level feedback queues (LAPS-SD)."""
+
+    name = "laps-sd"
+
+    def __init__(self, config: SchedulerConfig | None = None,
+                 predictor: LengthPredictor | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else SchedulerConfig()
+        if self.config.perceptible and predictor is None:
+            raise ValueError(f"{self.name} needs a length predictor (make_predictor(...))")
+        self.predictor = predictor
+        self._times = ForwardTimes(self.config)
+        self._sup = self.config.thresholds(self._times.sup1())
+        k = self.config.num_queues
+        self._perc = [LazyHeap() for _ in range(k)]   # perceptible, key (T_rem, admission)
+        self._nonp = [LazyHeap() for _ in range(k)]   # non-perceptible, key (arrival, admission)
+        # Requests that have run, kept only until Sup_1 is frozen: when the provisional Sup_1
+        # moves, they are re-placed (at most sup1_rounds times, at job start).
+        self._started: set[str] | None = None if self._times.sup1_frozen() else set()
+
+    @property
+    def thresholds(self) -> list[float]:
+        """[Sup_1, ..., Sup_{K-1}] now (in the attained unit)."""
+        return list(self._sup)
+
+    # --- decisions -----------------------------------------------------------------------
+    def pick(self, now: float) -> str | None:
+        for j in range(self.config.num_queues):
+            rid = self._perc[j].peek()
+            if rid is not None:
+                return rid
+            rid = self._nonp[j].peek()
+            if rid is not None:
+                running = self._running
+                if running is not None and running != rid and self.config.run_to_threshold:
+                    current = self._states[running]
+                    # D3: a running non-perceptible request keeps the GPU against its
+                    # non-perceptible queue-mates until it crosses its threshold.
+                    if not current.perceptible and current.queue == j:
+                        return running
+                return rid
+        return None
+
+    # --- hooks ---------------------------------------------------------------------------
+    def _new_state(self, request: RequestSpec, now: float) -> QueueProgress:
+        cfg = self.config
+        return QueueProgress(request, self._admit_seq, now, StabilityTest(
+            cfg.stability_window, cfg.stability_delta, cfg.stability_gamma))
+
+    def _cost(self, report: RoundReport) -> float:
+        return 1.0 if self.config.attained_unit == "rounds" else report.seconds
+
+    def _admitted(self, state: QueueProgress, now: float) -> None:
+        self._nonp[0].push(state.spec.request_id, (state.spec.arrival, state.admit_seq))
+        self._event("admit", state, now, queue=1)
+
+    def _measured(self, report: RoundReport, now: float) -> None:
+        if self._times.observe(report):
+            self._sup = self.config.thresholds(self._times.sup1())
+            for rid in self._started or ():
+                self._place(self._states[rid], now)
+            if self._times.sup1_frozen():
+                self._started = None
+
+    def _progressed(self, state: QueueProgress, report: RoundReport, now: float) -> None:
+        if self._started is not None:
+            self._started.add(state.spec.request_id)
+        if (self.config.perceptible and not state.perceptible
+                and state.stability.update(report.drafted, report.accepted)):
+            self._become_perceptible(state, now)
+        else:
+            self._place(state, now)
+
+    def _finished(self, state: QueueProgress, report: RoundReport, now: float) -> None:
+        rid = state.spec.request_id
+        (self._perc if state.perceptible else self._nonp)[state.queue].remove(rid)
+        if self._started is not None:
+            self._started.discard(rid)
+        if self.config.perceptible and self.predictor is not None:
+            self.predictor.observe(state.spec, state.generated)
+
+    # --- placement -----------------------------------------------------------------------
+    def _place(self, state: QueueProgress, now: float) -> None:
+        if state.perceptible:
+            self._place_perceptible(state, now)
+        else:
+            self._place_by_attained(state, now)
+
+    def _place_by_attained(self, state: QueueProgress, now: float) -> None:
+        # Queue j (0-based) = number of thresholds Sup_i <= attained.
+        old, new = state.queue, bisect_right(self._sup, state.attained)
+        if new == old:
+            return
+        rid = state.spec.request_id
+        self._nonp[old].remove(rid)
+        self._nonp[new].push(rid, (state.spec.arrival, state.admit_seq))
+        state.queue = new
+        self._event("demote" if new > old else "move", state, now, queue=new + 1,
+                    from_queue=old + 1, attained=state.attained)
+
+    def _become_perceptible(self, state: QueueProgress, now: float) -> None:
+        self._nonp[state.queue].remove(state.spec.request_id)
+        state.perceptible = True
+        old = state.queue
+        self._estimate(state)
+        self._push_perceptible(state)
+        self._event("perceptible", state, now, queue=state.queue + 1, from_queue=old + 1,
+                    t_rem=state.t_rem, l_hat=state.l_hat, a_hat=state.a_hat)
+
+    def _place_perceptible(self, state: QueueProgress, now: float) -> None:
+        old = state.queue
+        self._estimate(state)
+        self._perc[old].remove(state.spec.request_id)
+        self._push_perceptible(state)
+        if state.queue != old:
+            self._event("move", state, now, queue=state.queue + 1, from_queue=old + 1,
+                        t_rem=state.t_rem, l_hat=state.l_hat, a_hat=state.a_hat)
+
+    def _push_perceptible(self, state: QueueProgress) -> None:
+        # Queue by T_rem: Sup_{j-1} <= T_rem < Sup_j (may promote); SRPT on T_rem inside it.
+        state.queue = bisect_right(self._sup, state.t_rem)
+        self._perc[state.queue].push(state.spec.request_id, (state.t_rem, state.admit_seq))
+
+    def _estimate(self, state: QueueProgress) -> None:
+        """L_hat and T_rem = max(L_hat - g, 1) * (n*T_draft + T_target) / (n*A_hat + 1)."""
+        g = state.generated
+        state.l_hat = max(self.predictor.predict(state.spec), g + 1.0)
+        n = state.n_hat
+        if self.config.attained_unit == "rounds":
+            round_time = 1.0
+        else:
+            round_time = self._times.round_seconds(n)
+        state.t_rem = max(state.l_hat - g, 1.0) * round_time / (n * state.a_hat + 1.0)
+
+    # --- explanation ---------------------------------------------------------------------
+    def _explain(self, state: QueueProgress) -> dict:
+        out = super()._explain(state)
+        j = state.queue
+        out.update({
+            "queue": j + 1,
+            # [Sup_{j-1}, Sup_j); None = unbounded (queue K, or Sup_1 not measured yet)
+            "queue_bounds": [_finite(self._sup[j - 1]) if j > 0 else 0.0,
+                             _finite(self._sup[j]) if j < len(self._sup) else None],
+            "perceptible": state.perceptible,
+            "attained": state.attained,
+            "n_hat": state.n_hat,
+            "l_hat": state.l_hat,
+            "t_rem": state.t_rem,
+            "acceptance_drift": state.stability.drift(),
+            "acceptance_spread": state.stability.spread(),
+        })
+        out.update(self._times.as_dict())
+        return out
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: an unbounded threshold is reported as None."""
+    return value if value != float("inf") else None

@@ -1,0 +1,20 @@
+"""LAS: least attained service over the same K queues as LAPS-SD, never perceptible.
+
+The ablation of spec DECISION 7: LAPS-SD without the stability test, predictor or T_rem, i.e.
+multi-level feedback queues demoting by attained seconds (DECISIONS 1-3).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .config import SchedulerConfig
+from .laps_sd import LapsSDPolicy
+
+
+class LASPolicy(LapsSDPolicy):
+    """LAPS-SD with `perceptible=False`; needs no predictor."""
+
+    name = "las"
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        super().__init__(replace(config or SchedulerConfig(), perceptible=False), predictor=None)

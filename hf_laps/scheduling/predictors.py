@@ -1,0 +1,126 @@
+"""Output-length predictors shared by LP-SJF and LAPS-SD (spec DECISION 6).
+
+    predictor = make_predictor("learned", history=["earlier_job.timing.jsonl"])
+    l_hat = predictor.predict(spec)          # tokens, in [1, spec.max_new_tokens]
+    predictor.observe(spec, output_tokens)   # a request finished: refit online
+
+`oracle` and `noisy-oracle` read RequestSpec.true_output_tokens and exist for studies;
+`learned` (learned.py) is the one a user runs: ridge regression on prompt features, fitted on
+the timing logs of earlier jobs and refit as the current job's requests finish.
+"""
+from __future__ import annotations
+
+import math
+import random
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+from .types import RequestSpec
+
+PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned")
+
+
+class LengthPredictor(ABC):
+    """Predicts a request's output length in tokens."""
+
+    name: str = "predictor"
+
+    @abstractmethod
+    def predict(self, request: RequestSpec) -> float:
+        """Predicted output tokens, clipped to [1, request.max_new_tokens]."""
+
+    def observe(self, request: RequestSpec, output_tokens: int) -> None:
+        """A request finished with `output_tokens` tokens (default: nothing to learn)."""
+
+
+def clip_length(value: float, request: RequestSpec) -> float:
+    """Clip a predicted length to [1, max_new_tokens]."""
+    return min(max(value, 1.0), float(request.max_new_tokens))
+
+
+def _truth(request: RequestSpec, who: str) -> int:
+    if request.true_output_tokens is None:
+        raise ValueError(f"the {who} predictor needs RequestSpec.true_output_tokens; request "
+                         f"{request.request_id!r} has none (use the 'learned' predictor)")
+    return request.true_output_tokens
+
+
+class OraclePredictor(LengthPredictor):
+    """The true output length (an upper bound on what prediction can give)."""
+
+    name = "oracle"
+
+    def predict(self, request: RequestSpec) -> float:
+        return clip_length(float(_truth(request, self.name)), request)
+
+
+class NoisyOraclePredictor(LengthPredictor):
+    """true length * exp(N(0, sigma^2)): a log-normal error of known size.
+
+    The noise of a request depends only on (seed, request_id), so it is the same in every
+    policy, every call and every process: comparisons across policies see identical predictions.
+    E|log error| = sigma * sqrt(2/pi); sigma = 0.5 gives a typical factor of exp(0.4) ~ 1.5.
+    """
+
+    name = "noisy-oracle"
+
+    def __init__(self, sigma: float, seed: int = 0) -> None:
+        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma >= 0:
+            raise ValueError(f"noisy-oracle sigma must be a number >= 0, got {sigma!r}")
+        self.sigma = float(sigma)
+        self.seed = seed
+        self._factor: dict[str, float] = {}
+
+    def factor(self, request_id: str) -> float:
+        """exp(sigma * z), z ~ N(0, 1) drawn from a generator seeded by (seed, request_id)."""
+        factor = self._factor.get(request_id)
+        if factor is None:
+            # str seeds hash with SHA-512 in `random`: stable across runs and PYTHONHASHSEED.
+            z = random.Random(f"{self.seed}:{request_id}").gauss(0.0, 1.0)
+            factor = self._factor[request_id] = math.exp(self.sigma * z)
+        return factor
+
+    def predict(self, request: RequestSpec) -> float:
+        true = _truth(request, self.name)
+        return clip_length(true * self.factor(request.request_id), request)
+
+    def observe(self, request: RequestSpec, output_tokens: int) -> None:
+        self._factor.pop(request.request_id, None)
+
+
+def make_predictor(name: str, **kwargs) -> LengthPredictor:
+    """Build a predictor by name.
+
+    Args:
+        name: one of PREDICTOR_NAMES.
+        **kwargs: `noisy-oracle`: sigma (required), seed=0. `learned`: history (a path or list
+            of paths to timing-log JSONL files of earlier jobs, optional), hash_dim, ridge
+            (see LearnedPredictor).
+
+    Returns:
+        A fresh predictor (give each compared policy its own, so online refits do not leak).
+    """
+    if name == "oracle":
+        if kwargs:
+            raise ValueError(f"the oracle predictor takes no options, got {sorted(kwargs)}")
+        return OraclePredictor()
+    if name == "noisy-oracle":
+        if "sigma" not in kwargs:
+            raise ValueError("the noisy-oracle predictor needs sigma (log-normal error std; the "
+                             "spec fixes no default), e.g. make_predictor('noisy-oracle', sigma=0.5)")
+        return NoisyOraclePredictor(**kwargs)
+    if name == "learned":
+        from .learned import LearnedPredictor
+        return LearnedPredictor(**kwargs)
+    raise ValueError(f"unknown predictor {name!r}; choose one of {PREDICTOR_NAMES}")
+
+
+def mape(predictions: Sequence[float], truths: Sequence[float]) -> float:
+    """Mean absolute percentage error, in percent: 100 * mean(|p - t| / t)."""
+    if len(predictions) != len(truths):
+        raise ValueError(f"mape: {len(predictions)} predictions for {len(truths)} truths")
+    if not truths:
+        return math.nan
+    if any(t <= 0 for t in truths):
+        raise ValueError("mape: every true value must be > 0")
+    return 100.0 * sum(abs(p - t) / t for p, t in zip(predictions, truths)) / len(truths)
