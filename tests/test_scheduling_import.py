@@ -1,0 +1,31 @@
+"""The scheduling core is pure Python: importing it must not load torch (or numpy)."""
+import pathlib
+import re
+import subprocess
+import sys
+
+import hf_laps.scheduling as scheduling
+
+
+def test_import_does_not_load_torch_or_numpy():
+    code = ("import sys, hf_laps.scheduling, hf_laps.bench.scheduler_cost, hf_laps.bench.sim_study;"
+            "bad = [m for m in ('torch', 'numpy', 'transformers') if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_heavy_import_in_source():
+    root = pathlib.Path(scheduling.__file__).parent
+    pattern = re.compile(r"^\s*(import|from)\s+(torch|numpy|transformers)\b", re.M)
+    offenders = [p.name for p in root.glob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
+
+
+def test_public_api():
+    for name in ("RequestSpec", "RoundReport", "Policy", "SchedulerConfig", "POLICY_NAMES",
+                 "make_policy", "LengthPredictor", "make_predictor", "PREDICTOR_NAMES",
+                 "simulate", "SimulationResult", "load_traces", "synthetic_traces", "mape"):
+        assert hasattr(scheduling, name), name
+    assert scheduling.POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd")
+    assert scheduling.PREDICTOR_NAMES == ("oracle", "noisy-oracle", "learned")
