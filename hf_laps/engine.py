@@ -21,7 +21,6 @@ the prompt-lookup candidate generator.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 from transformers import PreTrainedModel, StoppingCriteriaList
-from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
+from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria, StopStringCriteria
 
 from hf_laps import acceptance
 from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
@@ -182,9 +181,21 @@ class SpeculativeEngine:
         return state
 
     def _resolve(self, input_ids: torch.Tensor, kwargs: dict[str, Any]):
-        """Let `generate()` resolve config, processors and criteria exactly as it would."""
-        extra = {"tokenizer": self.tokenizer} if self.tokenizer is not None else {}
-        return self.model.generate(input_ids, custom_generate=_capture, **extra, **copy.copy(kwargs))
+        """Let `generate()` resolve config, processors and criteria exactly as it would.
+
+        A `custom_generate` callable does not receive the tokenizer, so `generate` cannot build
+        the stop-string criterion itself; we add transformers' own StopStringCriteria after.
+        """
+        kwargs = dict(kwargs)
+        stop_strings = kwargs.pop("stop_strings", None)
+        generation_config, processors, criteria = self.model.generate(input_ids, custom_generate=_capture, **kwargs)
+        if stop_strings:
+            if self.tokenizer is None:
+                raise ValueError("stop_strings need a tokenizer; give the engine one")
+            stop_strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+            criteria.append(StopStringCriteria(tokenizer=self.tokenizer, stop_strings=stop_strings))
+            generation_config.stop_strings = stop_strings
+        return generation_config, processors, criteria
 
     def _generator(self, seed: int | None) -> torch.Generator:
         generator = torch.Generator(device=self.device)
