@@ -47,11 +47,21 @@ def _drafting(record: dict) -> tuple[int, int, int, Counter]:
             int(m.get("num_accepted_draft_tokens", 0)), hist)
 
 
+def _last_per_custom_id(records: Iterable[dict]) -> list[dict]:
+    latest: dict[Any, dict] = {}
+    for i, r in enumerate(records):
+        cid = r.get("custom_id")
+        latest[cid if isinstance(cid, str) else ("#", i)] = r  # records without an id all count
+    return list(latest.values())
+
+
 def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) -> dict[str, Any]:
     """Aggregate a job's timing records.
 
     Args:
-        timing_records: one dict per finished request (fields as in the timing log).
+        timing_records: one dict per finished request (fields as in the timing log). When a
+            custom_id appears more than once (a request re-run after a crash that hit between
+            its timing record and its result), only its last record counts.
         wall_seconds: the job's wall-clock time, if known (adds wall_tokens_per_second).
 
     Returns:
@@ -62,7 +72,7 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
         acceptance_histogram; preemptions, busy_seconds, switch_seconds,
         preemption_overhead; finish_reasons; wall_seconds, wall_tokens_per_second.
     """
-    recs = list(timing_records)
+    recs = _last_per_custom_id(timing_records)
     arrivals = [float(r.get("arrival", 0.0)) for r in recs]
     finishes = [float(r["finish"]) for r in recs if r.get("finish") is not None]
     latencies = [float(r["latency"]) if r.get("latency") is not None

@@ -93,3 +93,11 @@ def test_table_shows_the_numbers():
                  "3.23 %", "latency", "2.500", "2.990", "TTFT", "1.490", "queue wait",
                  "accepted per step: 0:1  1:1  2:0  3:1  4:1", "wall tokens/s", "6.0"):
         assert text in table, text
+
+
+def test_rerun_request_counts_once():
+    # a crash between a request's timing record and its result reruns it: keep the last record
+    stale = dict(R1, latency=100.0, output_tokens=999)
+    s = summarize([stale, R2, R1])
+    assert s["requests"] == 2 and s["output_tokens"] == 30
+    assert s["latency_mean"] == pytest.approx(2.5)
