@@ -30,6 +30,18 @@ def test_round_trip_and_extra_keys(tmp_path):
     assert out == traces[0].output_tokens and example.prompt == traces[0].prompt
 
 
+def test_a_rerun_request_counts_once_with_its_last_record(tmp_path):
+    a, b = synthetic_traces(2, seed=1)
+    rerun = a.to_json()
+    rerun["output_tokens"] += 1
+    path = write(tmp_path / "t.jsonl", [a.to_json(), b.to_json(), rerun])
+    loaded = load_traces(path)
+    assert [t.custom_id for t in loaded] == [b.custom_id, a.custom_id]
+    assert loaded[1].output_tokens == a.output_tokens + 1
+    assert sorted(out for _, out in load_length_examples(path)) == sorted(
+        [b.output_tokens, a.output_tokens + 1])
+
+
 @pytest.mark.parametrize("record, message", [
     ({"arrival": 0, "prompt_tokens": 1, "max_new_tokens": 2, "output_tokens": 1,
       "rounds": [[1, 0, 0.1]]}, "missing key 'custom_id'"),

@@ -5,7 +5,8 @@
 
 A request:
 * output length L: "light" tail ~ Gamma(shape 4, mean 200); "heavy" tail ~ Pareto(alpha 1.2,
-  x_min 40) (infinite variance before the cap); clipped to [2, max_new_tokens].
+  x_min 40) (infinite variance before the cap); both times `length_scale`, clipped to
+  [2, max_new_tokens].
 * prompt text that carries a real but imperfect signal about L: with probability `signal` its
   instruction phrase is the one of L's log-length bucket (INSTRUCTIONS, short to long), otherwise
   a random one; plus topic filler words. This is what the `learned` predictor can pick up.

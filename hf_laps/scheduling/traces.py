@@ -1,7 +1,8 @@
 """Per-request traces: the job runner's timing log, read back for the simulator and predictors.
 
-One JSON object per line; keys other than these are ignored, and records whose "error" is set
-(failed requests) are skipped:
+One JSON object per line; keys other than these are ignored, records whose "error" is set
+(failed requests) are skipped, and when a custom_id appears more than once (a request re-run
+after a crash) its last record counts, as in jobs.summary:
 
     {"custom_id": str, "arrival": float, "prompt_tokens": int, "max_new_tokens": int,
      "output_tokens": int, "prompt": str (optional),
@@ -129,16 +130,14 @@ def load_traces(path_or_paths: PathLike | Iterable[PathLike]) -> list[Trace]:
     """Read timing-log JSONL file(s) into Traces, in file order.
 
     Raises:
-        ValueError: "file:line: ..." for a malformed record or a duplicate custom_id.
+        ValueError: "file:line: ..." for a malformed record.
     """
-    traces, seen = [], set()
+    traces: dict[str, Trace] = {}
     for where, record in iter_records(path_or_paths):
         custom_id = _get(record, "custom_id", where, str)
-        if custom_id in seen:
-            raise ValueError(f"{where}: duplicate custom_id {custom_id!r}")
-        seen.add(custom_id)
         prompt = record.get("prompt")
-        traces.append(Trace(
+        traces.pop(custom_id, None)          # a re-run: the last record counts, in its place
+        traces[custom_id] = (Trace(
             custom_id=custom_id,
             arrival=float(record.get("arrival") or 0.0),
             prompt_tokens=_get(record, "prompt_tokens", where, int),
@@ -146,7 +145,7 @@ def load_traces(path_or_paths: PathLike | Iterable[PathLike]) -> list[Trace]:
             output_tokens=_get(record, "output_tokens", where, int),
             rounds=_rounds(record, where),
             prompt=prompt if isinstance(prompt, str) else None))
-    return traces
+    return list(traces.values())
 
 
 def load_length_examples(path_or_paths: PathLike | Iterable[PathLike]
@@ -156,16 +155,18 @@ def load_length_examples(path_or_paths: PathLike | Iterable[PathLike]
     Only prompt_tokens, max_new_tokens, output_tokens (and the optional prompt) are needed;
     rounds are not read.
     """
-    examples = []
-    for where, record in iter_records(path_or_paths):
+    examples: dict[object, tuple[RequestSpec, int]] = {}
+    for number, (where, record) in enumerate(iter_records(path_or_paths)):
         prompt = record.get("prompt")
         spec = RequestSpec(
             request_id=str(record.get("custom_id", where)), arrival=0.0,
             prompt_tokens=_get(record, "prompt_tokens", where, int),
             max_new_tokens=_get(record, "max_new_tokens", where, int),
             prompt=prompt if isinstance(prompt, str) else None)
-        examples.append((spec, _get(record, "output_tokens", where, int)))
-    return examples
+        key = record.get("custom_id", ("#", number))
+        examples.pop(key, None)              # a re-run: the last record counts
+        examples[key] = (spec, _get(record, "output_tokens", where, int))
+    return list(examples.values())
 
 
 def dump_traces(traces: Iterable[Trace], path: PathLike) -> None:
