@@ -1,11 +1,11 @@
 """The simulator and the scheduling invariants over many seeded synthetic workloads."""
+import json
 import math
 
 import pytest
 
-from hf_laps.scheduling import (POLICY_NAMES, SchedulerConfig, Trace, TraceRound,
-                                linear_switch_cost, make_policy, make_predictor, simulate,
-                                synthetic_traces)
+from hf_laps.scheduling import (POLICY_NAMES, Trace, TraceRound, linear_switch_cost,
+                                make_predictor, simulate, synthetic_traces)
 from hf_laps.scheduling.policy import BasePolicy
 
 
@@ -154,9 +154,13 @@ def test_simulator_rejects_a_policy_that_idles_with_work():
         simulate(synthetic_traces(1, seed=0), _Lazy())
 
 
-def test_summary_fields():
+def test_summary_fields_and_strict_json_events():
     traces = synthetic_traces(12, tail="heavy", arrivals="poisson", utilisation=0.7, seed=4)
     summary = simulate(traces, "fcfs").summary()
     for key in ("latency_mean", "latency_p50", "latency_p90", "latency_p99", "ttft_mean",
                 "makespan", "tokens_per_s", "preemptions", "switch_seconds"):
         assert math.isfinite(summary[key]), key
+    result = sim(traces, "laps-sd")
+    kinds = {e["event"] for e in result.events}
+    assert {"admit", "perceptible"} <= kinds <= {"admit", "demote", "perceptible", "move"}
+    json.dumps(result.events, allow_nan=False)
