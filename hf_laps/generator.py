@@ -1,0 +1,226 @@
+"""`LapsGenerator`: many prompts through speculative decoding, scheduled by LAPS-SD.
+
+    from hf_laps import LapsGenerator
+    gen = LapsGenerator.from_pretrained()                      # embedded SmolLM2 + prompt lookup
+    gen = LapsGenerator.from_pretrained("meta-llama/Llama-2-7b-hf", assistant="JackFram/llama-68m",
+                                        device="cuda", policy="laps-sd")
+    results = gen.generate(["Hello!", [{"role": "user", "content": "Hi"}]], max_new_tokens=64)
+
+Results come back one per prompt, in input order, with text, token ids, finish reason, latency,
+time to first token and the speculative metrics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+from hf_laps.engine import EngineConfig, SpeculativeEngine
+from hf_laps.scheduling import SchedulerConfig, make_policy, make_predictor
+from hf_laps.serving import Completion, ServingLoop, Submission
+
+PROMPT_COLUMNS = ("prompt", "messages", "text")
+
+
+@dataclass
+class GenerationResult:
+    """One request's outcome (error is set, and text is None, when it failed)."""
+
+    request_id: str
+    text: str | None
+    token_ids: list[int]
+    finish_reason: str | None
+    latency: float | None
+    ttft: float | None
+    prompt_tokens: int
+    output_tokens: int
+    preemptions: int
+    metrics: dict = field(default_factory=dict)
+    error: str | None = None
+    timing: dict | None = None
+
+    @classmethod
+    def from_completion(cls, completion: Completion) -> "GenerationResult":
+        state, timing = completion.state, completion.timing or {}
+        ok = completion.ok and state is not None
+        return cls(
+            request_id=completion.submission.request_id,
+            text=state.text if ok else None,
+            token_ids=state.output_ids if ok else [],
+            finish_reason=state.finish_reason if ok else None,
+            latency=timing.get("latency"),
+            ttft=(timing["first_token"] - timing["arrival"]) if timing.get("first_token") is not None else None,
+            prompt_tokens=state.prompt_len if state is not None else 0,
+            output_tokens=state.num_generated if ok else 0,
+            preemptions=timing.get("preemptions", 0),
+            metrics=state.metrics.to_dict() if ok else {},
+            error=completion.error,
+            timing=completion.timing,
+        )
+
+
+class LapsGenerator:
+    """The hf-laps engine as a Python API on top of transformers.
+
+    Args:
+        model: the target causal LM (a loaded `PreTrainedModel`).
+        assistant_model: the draft model; None = prompt-lookup drafting.
+        tokenizer: the target's tokenizer (text prompts, chat messages, stop strings, `text`).
+        policy: fcfs | las | lp-sjf | srpt-oracle | laps-sd.
+        engine_config: draft length and drafting knobs.
+        scheduler_config: LAPS-SD / LAS queue knobs.
+        predictor: a predictor name (oracle | noisy-oracle | learned) or instance, for lp-sjf and
+            laps-sd; default `learned`, fitted on `history` timing logs if given.
+        predictor_options: kwargs of `make_predictor` (e.g. sigma, history).
+        kv_budget_bytes: device bytes for paused requests' KV caches (None: keep all on device).
+        progress: show a tqdm bar.
+    """
+
+    def __init__(
+        self,
+        model,
+        assistant_model=None,
+        tokenizer=None,
+        *,
+        policy: str = "laps-sd",
+        engine_config: EngineConfig | None = None,
+        scheduler_config: SchedulerConfig | None = None,
+        predictor=None,
+        predictor_options: dict | None = None,
+        kv_budget_bytes: int | None = None,
+        progress: bool = True,
+    ):
+        self.engine = SpeculativeEngine(model, tokenizer, assistant_model=assistant_model, config=engine_config)
+        self.tokenizer = tokenizer
+        self.policy_name = policy
+        self.scheduler_config = scheduler_config or SchedulerConfig()
+        self.predictor = predictor
+        self.predictor_options = dict(predictor_options or {})
+        self.kv_budget_bytes = kv_budget_bytes
+        self.progress = progress
+        make_policy(policy, self.scheduler_config)  # validate the name now, not at generate()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | None = None,
+        assistant: str | None = None,
+        *,
+        device: str = "cpu",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        **kwargs,
+    ) -> "LapsGenerator":
+        """Load target (hub id, local dir, .gguf, or None = embedded default) and draft."""
+        from hf_laps.models import load_causal_lm, load_tokenizer, resolve_source
+
+        source = resolve_source(model)
+        target = load_causal_lm(source, device, dtype, trust_remote_code)
+        tokenizer = load_tokenizer(source, trust_remote_code)
+        draft = None
+        if assistant is not None:
+            draft = load_causal_lm(resolve_source(assistant), device, dtype, trust_remote_code)
+        return cls(target, draft, tokenizer, **kwargs)
+
+    # ---- generation ------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts,
+        *,
+        arrivals: Sequence[float] | None = None,
+        column: str | None = None,
+        progress: bool | None = None,
+        **generation_kwargs,
+    ) -> list[GenerationResult]:
+        """Generate for every prompt under the scheduling policy; results in input order.
+
+        Args:
+            prompts: a list of texts, token-id lists or chat message lists, or a
+                `datasets.Dataset` (column `prompt`, `messages` or `text`, or `column=`).
+            arrivals: seconds after start at which each prompt arrives (default all at 0).
+            **generation_kwargs: transformers generation options for every prompt.
+        """
+        items = normalise_prompts(prompts, column)
+        if arrivals is not None and len(arrivals) != len(items):
+            raise ValueError(f"{len(arrivals)} arrivals for {len(items)} prompts")
+        submissions = [
+            self.submission(f"{index}", item, generation_kwargs, arrivals[index] if arrivals else 0.0)
+            for index, item in enumerate(items)
+        ]
+        by_id = {}
+        for completion in self.stream(submissions, progress=progress):
+            by_id[completion.submission.request_id] = GenerationResult.from_completion(completion)
+        return [by_id[s.request_id] for s in submissions]
+
+    def submission(self, request_id: str, prompt, generation_kwargs: dict, arrival: float = 0.0) -> Submission:
+        """A Submission for the loop; chat messages go through the tokenizer's chat template."""
+        text = prompt if isinstance(prompt, str) else None
+        if _is_messages(prompt):
+            text = self.apply_chat_template(prompt)
+            prompt = text
+        return Submission(request_id, prompt, dict(generation_kwargs), arrival=arrival, prompt_text=text)
+
+    def apply_chat_template(self, messages: Sequence[dict]) -> str:
+        if self.tokenizer is None or not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError("chat messages need a tokenizer with a chat template")
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def stream(self, submissions: Sequence[Submission], progress: bool | None = None, loop_hook=None) -> Iterator[Completion]:
+        """Run the serving loop; yield each Completion as its request finishes.
+
+        `loop_hook(loop)` is called with the ServingLoop before it starts (the job runner uses it
+        to stop at a round boundary on Ctrl-C).
+        """
+        loop = ServingLoop(self.engine, self.make_policy(), kv_budget_bytes=self.kv_budget_bytes)
+        if loop_hook is not None:
+            loop_hook(loop)
+        bar = _progress_bar(len(submissions), self.progress if progress is None else progress)
+        tokens = steps = accepted = 0
+        try:
+            for completion in loop.run(submissions):
+                if completion.ok and completion.state is not None:
+                    metrics = completion.state.metrics
+                    tokens += completion.state.num_generated
+                    steps += metrics.num_spec_steps
+                    accepted += metrics.num_accepted_draft_tokens
+                if bar is not None:
+                    elapsed = max(loop.now(), 1e-9)
+                    bar.set_postfix(tok_s=f"{tokens / elapsed:.1f}", accept_len=f"{1 + accepted / max(steps, 1):.2f}")
+                    bar.update(1)
+                yield completion
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def make_policy(self):
+        predictor = self.predictor
+        if predictor is None or isinstance(predictor, str):
+            predictor = make_predictor(predictor or "learned", **self.predictor_options)
+        return make_policy(self.policy_name, self.scheduler_config, predictor)
+
+
+def _is_messages(prompt: Any) -> bool:
+    return isinstance(prompt, (list, tuple)) and bool(prompt) and all(isinstance(m, dict) for m in prompt)
+
+
+def normalise_prompts(prompts, column: str | None = None) -> list:
+    """A list of prompts from a list or a `datasets.Dataset` column."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a dependency
+        datasets = None
+    if datasets is not None and isinstance(prompts, datasets.Dataset):
+        names = [column] if column else [c for c in PROMPT_COLUMNS if c in prompts.column_names]
+        if not names or names[0] not in prompts.column_names:
+            raise ValueError(f"dataset needs a column named one of {PROMPT_COLUMNS} (or pass column=); has {prompts.column_names}")
+        return list(prompts[names[0]])
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError("prompts must be a list of prompts, not a single string")
+    return list(prompts)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="req", desc="hf-laps")
