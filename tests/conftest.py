@@ -16,3 +16,11 @@ def smollm2():
 
     source = embedded_source()
     return load_causal_lm(source, "cpu", "float32"), load_tokenizer(source)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A directory `hf-laps run --model DIR` can load: tiny random Llama + SmolLM2 tokenizer."""
+    from tests.model_dirs import save_tiny_model_dir
+
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
