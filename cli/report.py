@@ -1,0 +1,127 @@
+"""`hf-laps report`: summary tables of timing logs, a latency CDF and per-request timelines.
+
+    hf-laps report fcfs.timing.jsonl laps.timing.jsonl -o report.png
+
+The plot (matplotlib) has two panels: the latency CDF of every log, and one timeline per log
+(a row per request, sorted by arrival: a thin line from arrival to its first round, a thick bar
+from its first round to its finish, a tick at its first token). Requests that were preempted
+show a long thick bar with few tokens: that is where a policy made them wait mid-way.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+def read_timing_log(path: str) -> list[dict]:
+    """The timing records of a log (bad lines and error records skipped; last record per id)."""
+    records: dict = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for index, line in enumerate(handle):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and not record.get("error") and record.get("finish") is not None:
+                records[record.get("custom_id", index)] = record
+    return list(records.values())
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - matplotlib is an optional extra
+        raise click.ClickException("plots need matplotlib: pip install matplotlib") from exc
+    return plt
+
+
+def _cdf(ax, label: str, latencies: list[float], style: str = "-") -> None:
+    values = sorted(latencies)
+    n = len(values)
+    if n:
+        ax.step(values, [(i + 1) / n for i in range(n)], style, where="post", label=label)
+
+
+def plot_cdfs(curves: dict[str, list[float]], path: str, title: str = "latency CDF") -> None:
+    """One figure: the CDF of each labelled list of latencies (labels ending in '(replay)' dashed)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, latencies in curves.items():
+        _cdf(ax, label, latencies, "--" if label.endswith("(replay)") else "-")
+    ax.set_xlabel("latency (s)")
+    ax.set_ylabel("share of requests")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _timeline(ax, label: str, records: list[dict]) -> None:
+    rows = sorted(records, key=lambda r: (r.get("arrival", 0.0), r.get("start") or 0.0))
+    for y, r in enumerate(rows):
+        arrival, start, finish = r.get("arrival", 0.0), r.get("start") or r["finish"], r["finish"]
+        ax.plot([arrival, start], [y, y], color="0.75", linewidth=1)
+        color = "tab:red" if r.get("preemptions") else "tab:blue"
+        ax.plot([start, finish], [y, y], color=color, linewidth=4, solid_capstyle="butt")
+        if r.get("first_token") is not None:
+            ax.plot([r["first_token"]], [y], "|", color="black", markersize=6)
+    ax.set_title(f"{label}: blue ran without preemption, red was preempted", fontsize=9)
+    ax.set_xlabel("seconds since job start")
+    ax.set_ylabel("request (by arrival)")
+
+
+def plot_report(logs: dict[str, list[dict]], path: str) -> None:
+    """Latency CDF of every log plus one timeline panel per log."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1 + len(logs), 1, figsize=(8, 3.2 * (1 + len(logs))), squeeze=False)
+    ax = axes[0][0]
+    for label, records in logs.items():
+        _cdf(ax, label, [r["latency"] for r in records if r.get("latency") is not None])
+    ax.set_xlabel("latency (s)")
+    ax.set_ylabel("share of requests")
+    ax.set_title("latency CDF")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    for (label, records), row in zip(logs.items(), axes[1:]):
+        _timeline(row[0], label, records)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@click.command()
+@click.argument("timing_logs", metavar="TIMING_LOG...", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write the latency CDF and timelines here (PNG).")
+def report(timing_logs, plot_path):
+    """Print the summary table of each TIMING_LOG (as `hf-laps run` prints it) and, with -o,
+    plot the latency CDF of every log and a per-request timeline of each."""
+    from hf_laps.jobs.summary import format_summary_table, summarize
+
+    logs = {}
+    for path in timing_logs:
+        records = read_timing_log(path)
+        label = Path(path).name.removesuffix(".jsonl").removesuffix(".timing")
+        if label in logs:
+            label = path
+        logs[label] = records
+        policies = sorted({str(r.get("policy")) for r in records if r.get("policy")})
+        click.echo(f"== {path}  ({len(records)} requests; policy {', '.join(policies) or '?'})")
+        if not records:
+            click.echo("no finished requests in this log\n")
+            continue
+        click.echo(format_summary_table(summarize(records)))
+        click.echo("")
+    if plot_path:
+        if not any(logs.values()):
+            click.echo("error: nothing to plot", err=True)
+            sys.exit(2)
+        plot_report(logs, plot_path)
+        click.echo(f"plot: {plot_path}")

@@ -1,0 +1,293 @@
+"""The policy benchmark behind `hf-laps bench`: every policy on real models and real prompts.
+
+    result = run_bench(BenchConfig(input="prompts.jsonl", policies=("fcfs", "laps-sd")))
+    print(format_bench_table(result))
+
+1. RECORD: one real run under fcfs. Its timing log is the truth: every request's output length
+   and per-round (drafted, accepted, seconds). Greedy outputs do not depend on the schedule, so
+   the truth holds for every policy; srpt-oracle and the oracle predictors read it.
+2. REAL: every policy runs for real in this process on the same loaded models, repetitions
+   interleaved (rep 0 in the given order, rep 1 in reverse, ...) so machine drift hits all alike.
+3. REPLAY: the recorded traces go through `simulate` under every policy; real / replayed mean
+   latency per policy validates the simulator.
+
+Estimation errors come from a thin wrapper around each policy (`Probe`): the length predictor's
+prediction at admission (MAPE against the true length) and, for laps-sd, T_rem at the round a
+request became perceptible (MAPE against the seconds its remaining rounds really took).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hf_laps.jobs.summary import summarize
+from hf_laps.scheduling import (LearnedPredictor, Policy, SchedulerConfig, load_length_examples,
+                                load_traces, make_policy, make_predictor, mape, simulate)
+
+BASELINES = ("fcfs", "las", "lp-sjf")
+
+
+@dataclass
+class BenchConfig:
+    """`hf-laps bench` options (model options as `hf-laps run`)."""
+
+    input: str
+    policies: tuple[str, ...] = ("fcfs", "las", "lp-sjf", "laps-sd", "srpt-oracle")
+    repeats: int = 1
+    out_dir: str = "bench-out"
+    record: str | None = None  # an existing timing log of this job: skip the recording run
+    replay_only: bool = False
+    predictor: str = "learned"
+    predictor_sigma: float | None = None
+    history: tuple[str, ...] = ()
+    num_queues: int = 4
+    replay_switch_seconds: float = 0.0
+    job_options: dict = field(default_factory=dict)  # model options of JobConfig
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        unknown = [p for p in self.policies if p not in ("fcfs", "las", "lp-sjf", "laps-sd", "srpt-oracle")]
+        if unknown or not self.policies:
+            raise ValueError(f"unknown policies {unknown}; choose from fcfs,las,lp-sjf,laps-sd,srpt-oracle")
+
+
+class Probe(Policy):
+    """Delegates to a policy; records predictions at admission and T_rem once perceptible."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.predicted: dict[str, float] = {}
+        self.rounds: dict[str, int] = {}
+        self.estimate: dict[str, tuple[int, float, float]] = {}  # id -> (rounds done, t_rem, l_hat)
+
+    def admit(self, request, now):
+        predictor = getattr(self.inner, "predictor", None)
+        if predictor is not None:
+            self.predicted[request.request_id] = predictor.predict(request)
+        self.inner.admit(request, now)
+
+    def pick(self, now):
+        return self.inner.pick(now)
+
+    def on_round(self, report, now):
+        rid = report.request_id
+        self.rounds[rid] = self.rounds.get(rid, 0) + 1
+        self.inner.on_round(report, now)
+        if not report.finished and rid not in self.estimate:
+            why = self.inner.explain(rid)
+            if why.get("perceptible") and why.get("t_rem") is not None:
+                self.estimate[rid] = (self.rounds[rid], why["t_rem"], why["l_hat"])
+
+    def should_preempt(self, running_id, now):
+        return self.inner.should_preempt(running_id, now)
+
+    def explain(self, request_id):
+        return self.inner.explain(request_id)
+
+    def drain_events(self):
+        return self.inner.drain_events()
+
+    def __len__(self):
+        return len(self.inner)
+
+    def errors(self, truth: dict) -> dict:
+        """{'length_mape', 't_rem_mape', 'perceptible'} against truth: id -> (tokens, round seconds)."""
+        ids = [i for i in self.predicted if i in truth]
+        out = {"length_mape": mape([self.predicted[i] for i in ids], [truth[i][0] for i in ids]) if ids else None}
+        pairs = [(t_rem, sum(truth[i][1][k:])) for i, (k, t_rem, _) in self.estimate.items() if i in truth]
+        pairs = [(e, t) for e, t in pairs if t > 0]
+        out["t_rem_mape"] = mape([e for e, _ in pairs], [t for _, t in pairs]) if pairs else None
+        out["perceptible"] = len(self.estimate)
+        return out
+
+
+def truth_of(traces) -> dict:
+    """custom_id -> (output tokens, [round seconds]) of recorded traces."""
+    return {t.custom_id: (t.output_tokens, [r.seconds for r in t.rounds]) for t in traces}
+
+
+def make_length_predictor(cfg: BenchConfig, exclude: set[str]):
+    """A fresh predictor; `learned` is fitted on --history minus this job's own requests."""
+    if cfg.predictor == "noisy-oracle":
+        return make_predictor("noisy-oracle", sigma=0.5 if cfg.predictor_sigma is None else cfg.predictor_sigma)
+    if cfg.predictor == "learned":
+        examples = [e for e in load_length_examples(list(cfg.history)) if e[0].request_id not in exclude] if cfg.history else []
+        return LearnedPredictor().fit(examples)
+    return make_predictor(cfg.predictor)
+
+
+def new_probe(name: str, cfg: BenchConfig, exclude: set[str]) -> Probe:
+    config = SchedulerConfig(num_queues=cfg.num_queues)
+    predictor = make_length_predictor(cfg, exclude) if name in ("lp-sjf", "laps-sd") else None
+    return Probe(make_policy(name, config, predictor))
+
+
+def replay(traces, cfg: BenchConfig) -> dict[str, dict]:
+    """Every policy on the recorded traces: simulate summary + estimation errors."""
+    ids, truth, out = {t.custom_id for t in traces}, truth_of(traces), {}
+    for name in cfg.policies:
+        probe = new_probe(name, cfg, ids)
+        result = simulate(traces, probe, cfg.replay_switch_seconds, record_events=False)
+        out[name] = result.summary() | probe.errors(truth) | {"latencies": result.latencies}
+    return out
+
+
+def _job_config(cfg: BenchConfig, results: Path, policy: str, truth: str | None):
+    from hf_laps.jobs.runner import JobConfig
+
+    return JobConfig(input=cfg.input, results=str(results), policy=policy, truth=truth, progress=False, **cfg.job_options)
+
+
+def _read_jsonl(path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def real_run(cfg: BenchConfig, generator, name: str, tag: str, truth_path: str | None, exclude: set[str]) -> dict:
+    """One real run of the job under `name`; its summary, estimation errors and timing log path."""
+    from hf_laps.jobs.runner import run_job
+
+    out = Path(cfg.out_dir)
+    job = _job_config(cfg, out / f"{tag}.results.jsonl", name, truth_path)
+    for path in (job.results, job.timing_log, job.summary):
+        Path(path).unlink(missing_ok=True)
+    probes = []
+
+    def make():  # the serving loop asks the generator for its policy once per stream
+        probes.append(new_probe(name, cfg, exclude))
+        return probes[-1]
+
+    generator.make_policy = make
+    started = time.perf_counter()
+    outcome = run_job(job, generator=generator)
+    wall = time.perf_counter() - started
+    if outcome.exit_code != 0:
+        raise RuntimeError(f"{name} run failed (exit {outcome.exit_code}): {outcome.message}; see {job.results}")
+    records = _read_jsonl(job.timing_log)
+    own = {r["custom_id"]: (r["output_tokens"], [x[2] for x in r["rounds"]]) for r in records}
+    summary = summarize(records, wall_seconds=wall)
+    summary["latencies"] = [r["latency"] for r in records]
+    summary["timing_log"] = str(job.timing_log)
+    return summary | (probes[-1].errors(own) if probes else {})
+
+
+def run_bench(cfg: BenchConfig, generator=None, log=print) -> dict:
+    """Record, run every policy for real (unless replay_only), replay; returns the result dict."""
+    from hf_laps.jobs.runner import load_requests
+
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    requests, errors = load_requests(cfg.input)
+    if errors:
+        raise ValueError(f"{cfg.input}: {len(errors)} invalid lines (first: {errors[0]})")
+    exclude = {r.custom_id for r in requests}
+    if generator is None and (cfg.record is None or not cfg.replay_only):
+        from hf_laps.jobs.runner import build_generator
+
+        started = time.perf_counter()
+        generator = build_generator(_job_config(cfg, Path(cfg.out_dir) / "load.jsonl", "fcfs", None))
+        log(f"models loaded in {time.perf_counter() - started:.1f} s")
+    record = cfg.record
+    if record is None:
+        log("recording the truth: one fcfs run")
+        record = real_run(cfg, generator, "fcfs", "record", None, exclude)["timing_log"]
+    traces = load_traces(record)
+    result = {"config": _public(cfg), "record": record, "requests": len(traces), "real": {}, "runs": [],
+              "replay": replay(traces, cfg)}
+    if not cfg.replay_only:
+        for rep in range(cfg.repeats):
+            order = list(cfg.policies) if rep % 2 == 0 else list(reversed(cfg.policies))
+            for name in order:
+                run = real_run(cfg, generator, name, f"{name}.r{rep}", record, exclude)
+                log(f"rep {rep} {name:<12} mean latency {run['latency_mean']:.3f} s  ({run['wall_seconds']:.1f} s wall)")
+                result["runs"].append({"policy": name, "repeat": rep} | run)
+        result["real"] = {name: _mean_runs([r for r in result["runs"] if r["policy"] == name]) for name in cfg.policies}
+    result["headline"] = headline(result)
+    return result
+
+
+def _public(cfg: BenchConfig) -> dict:
+    out = asdict(cfg)
+    out["policies"] = list(cfg.policies)
+    return out
+
+
+NUMERIC = ("latency_mean", "latency_p50", "latency_p90", "latency_p99", "ttft_mean", "makespan",
+           "tokens_per_second", "preemptions", "preemption_overhead", "length_mape", "t_rem_mape", "wall_seconds")
+
+
+def _mean_runs(runs: list[dict]) -> dict:
+    out = {"repeats": len(runs)}
+    for key in NUMERIC:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = sum(values) / len(values) if values else None
+    out["latency_mean_runs"] = [r["latency_mean"] for r in runs]
+    out["latencies"] = runs[0]["latencies"] if runs else []
+    return out
+
+
+def headline(result: dict) -> dict:
+    """laps-sd / best baseline, laps-sd / srpt-oracle, share of the fcfs -> srpt-oracle gap closed."""
+    out = {}
+    for source in ("real", "replay"):
+        means = {name: row["latency_mean"] for name, row in result[source].items()}
+        if "laps-sd" not in means:
+            continue
+        laps, h = means["laps-sd"], {}
+        baselines = {b: means[b] for b in BASELINES if b in means}
+        if baselines:
+            best = min(baselines, key=baselines.get)
+            h["best_baseline"], h["laps_over_best"] = best, laps / baselines[best]
+        if "srpt-oracle" in means:
+            h["laps_over_srpt"] = laps / means["srpt-oracle"]
+            if "fcfs" in means and means["fcfs"] > means["srpt-oracle"]:
+                h["gap_closed"] = (means["fcfs"] - laps) / (means["fcfs"] - means["srpt-oracle"])
+        out[source] = h
+    return out
+
+
+def _f(value, spec=".2f") -> str:
+    return "-" if value is None else f"{value:{spec}}"
+
+
+def format_bench_table(result: dict) -> str:
+    """ONE table: a row per policy (real, replay and their agreement), then the headline ratios."""
+    real, rep = result["real"], result["replay"]
+    head = (f"{'policy':<12}{'mean':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'TTFT':>8}{'makespan':>9}{'tok/s':>7}"
+            f"{'preempt':>8}{'ovh %':>6}{'replay':>8}{'real/rep':>9}{'L MAPE%':>8}{'T MAPE%':>8}")
+    lines = [f"{result['requests']} requests; real: mean over {result['config']['repeats']} interleaved run(s) per policy"
+             if real else f"{result['requests']} requests; replay only (no real runs)", head, "-" * len(head)]
+    for name in result["config"]["policies"]:
+        r, s = real.get(name), rep[name]
+        if r:
+            cells = [r["latency_mean"], r["latency_p50"], r["latency_p90"], r["latency_p99"], r["ttft_mean"], r["makespan"]]
+            row = "".join(f"{_f(v, '.2f'):>8}" for v in cells[:5]) + f"{_f(cells[5], '.1f'):>9}"
+            row += f"{_f(r['tokens_per_second'], '.1f'):>7}{_f(r['preemptions'], '.0f'):>8}"
+            row += f"{_f(None if r['preemption_overhead'] is None else 100 * r['preemption_overhead'], '.2f'):>6}"
+            agree = r["latency_mean"] / s["latency_mean"] if s["latency_mean"] else None
+            lmape, tmape = r.get("length_mape"), r.get("t_rem_mape")
+        else:
+            row = "".join(f"{_f(s[k], '.2f'):>8}" for k in ("latency_mean", "latency_p50", "latency_p90", "latency_p99", "ttft_mean"))
+            row += f"{_f(s['makespan'], '.1f'):>9}{_f(s['tokens_per_s'], '.1f'):>7}{s['preemptions']:>8}{'-':>6}"
+            agree, lmape, tmape = None, s.get("length_mape"), s.get("t_rem_mape")
+        lines.append(f"{name:<12}{row}{_f(s['latency_mean']):>8}{_f(agree, '.3f'):>9}{_f(lmape, '.1f'):>8}{_f(tmape, '.1f'):>8}")
+    for source, h in result["headline"].items():
+        parts = []
+        if "laps_over_best" in h:
+            parts.append(f"laps-sd / best baseline ({h['best_baseline']}) = {h['laps_over_best']:.3f}")
+        if "laps_over_srpt" in h:
+            parts.append(f"laps-sd / srpt-oracle = {h['laps_over_srpt']:.3f}")
+        if "gap_closed" in h:
+            parts.append(f"fcfs->srpt-oracle gap closed = {100 * h['gap_closed']:.0f} %")
+        lines.append(f"{source + ':':<8}" + "   ".join(parts))
+    lines.append("times in seconds; TTFT = mean; replay = simulated mean latency on the recorded traces; "
+                 "L MAPE = length predictor at admission; T MAPE = laps-sd T_rem when perceptible vs the true remaining seconds")
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=1, default=float)
