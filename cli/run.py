@@ -50,6 +50,7 @@ def policy_options(function):
 @model_options
 @click.option("--resume", is_flag=True, help="Keep the outputs and skip custom_ids already in the results file.")
 @click.option("--ignore-arrivals", is_flag=True, help="Treat every line as arriving at time 0 (ignore arrival_time).")
+@click.option("--arrival-rate", type=float, default=None, help="Poisson arrivals at this many requests/s, in input order (seeded by --seed); overrides arrival_time.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(input_path, results, no_progress, **options):
     """Run every request of INPUT (a JSONL file, or a dataset saved with save_to_disk) through
@@ -59,7 +60,7 @@ def run(input_path, results, no_progress, **options):
     Exit codes: 0 all succeeded, 2 usage or model error, 3 some requests have error records,
     4 an output file could not be written, 130 interrupted.
     """
-    from hf_laps.jobs.runner import EXIT_USAGE, JobConfig, print_summary, run_job
+    from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig, print_summary, run_job
     from hf_laps.models import ModelLoadError
 
     try:
@@ -68,6 +69,9 @@ def run(input_path, results, no_progress, **options):
     except (ValueError, ModelLoadError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once; every line written is whole
+        click.echo("aborted; rerun with --resume to finish", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if outcome.summary is not None:
         click.echo(print_summary(outcome.summary))
     click.echo(

@@ -59,12 +59,15 @@ class JobConfig:
     history: tuple[str, ...] = ()  # timing logs of earlier jobs for the learned predictor
     truth: str | None = None  # timing log of an earlier run of this job (oracles)
     ignore_arrivals: bool = False
+    arrival_rate: float | None = None  # requests/s: Poisson arrivals in input order (seeded)
     progress: bool = True
 
     def __post_init__(self) -> None:
         stem = str(Path(self.results).with_suffix(""))
         self.timing_log = self.timing_log or f"{stem}.timing.jsonl"
         self.summary = self.summary or f"{stem}.summary.json"
+        if self.arrival_rate is not None and not self.arrival_rate > 0:
+            raise ValueError(f"arrival_rate must be > 0 requests/s, got {self.arrival_rate}")
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if len({Path(p).resolve() for p in (self.results, self.timing_log, self.summary)}) < 3:
@@ -88,13 +91,15 @@ def run_job(config: JobConfig, generator=None) -> JobOutcome:
         requests, line_errors = load_requests(config.input)
     except (OSError, ValueError) as exc:
         return JobOutcome(EXIT_USAGE, message=f"cannot read {config.input}: {exc}")
-    try:
-        with JsonlSink(config.results, resume=config.resume) as results, JsonlSink(
-            config.timing_log, resume=config.resume
-        ) as timing:
-            return _run(config, requests, line_errors, results, timing, generator)
-    except SinkError as exc:
-        return JobOutcome(EXIT_OUTPUT_ERROR, message=f"output error: {exc}")
+    # SIGINT / SIGTERM stop the job gracefully from here on, model loading included
+    with _graceful_stop() as stop:
+        try:
+            with JsonlSink(config.results, resume=config.resume) as results, JsonlSink(
+                config.timing_log, resume=config.resume
+            ) as timing:
+                return _run(config, requests, line_errors, results, timing, generator, stop)
+        except SinkError as exc:
+            return JobOutcome(EXIT_OUTPUT_ERROR, message=f"output error: {exc}")
 
 
 def load_requests(path: str) -> tuple[list[JobRequest], list[LineError]]:
@@ -116,7 +121,7 @@ def _row_request(index: int, row: dict) -> dict:
     return row
 
 
-def _run(config, requests, line_errors, results, timing, generator) -> JobOutcome:
+def _run(config, requests, line_errors, results, timing, generator, stop) -> JobOutcome:
     done = completed_keys(config.results) if config.resume else set()
     outcome = JobOutcome(EXIT_OK)
     for error in line_errors:
@@ -127,30 +132,31 @@ def _run(config, requests, line_errors, results, timing, generator) -> JobOutcom
     todo = [r for r in requests if r.custom_id not in done]
     outcome.skipped = len(requests) - len(todo)
     if todo:
-        if generator is None:
+        if generator is None and not stop.requested:
             generator = build_generator(config)
-        interrupted = _serve(config, todo, generator, results, timing, outcome)
+        interrupted = stop.requested or _serve(config, todo, generator, results, timing, outcome, stop)
         if interrupted:
             outcome.exit_code = EXIT_INTERRUPTED
             outcome.message = "interrupted at a round boundary; rerun with --resume to finish"
             return outcome
-    outcome.failed += _previous_errors(config, done)
+    # errors of requests skipped as already done (this run's are counted above already)
+    outcome.failed += _previous_errors(config, {r.custom_id for r in requests} & done)
     outcome.summary = _write_summary(config)
     if outcome.failed:
         outcome.exit_code = EXIT_REQUEST_ERRORS
     return outcome
 
 
-def _previous_errors(config, done) -> int:
-    """Error records of requests a previous (resumed) run already wrote."""
-    if not done:
+def _previous_errors(config, skipped_ids: set[str]) -> int:
+    """Error records that a previous run wrote for the valid requests this run skipped."""
+    if not skipped_ids:
         return 0
     failed = 0
     with open(config.results, encoding="utf-8", errors="replace") as handle:
         for line in handle:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, AttributeError):
                 record = json.loads(line)
-                if record.get("error") and record.get("custom_id") is not None:
+                if record.get("error") and record.get("custom_id") in skipped_ids:
                     failed += 1
     return failed
 
@@ -181,31 +187,35 @@ def build_generator(config: JobConfig):
     )
 
 
-def _serve(config, todo, generator, results, timing, outcome) -> bool:
-    """Run the requests; True when interrupted (Ctrl-C / SIGTERM)."""
+def _serve(config, todo, generator, results, timing, outcome, stop) -> bool:
+    """Run the requests; True when interrupted (Ctrl-C / SIGTERM) before all were written."""
     truth = load_truth(config.truth) if config.truth else {}
     by_id = {r.custom_id: r for r in todo}
+    arrivals = poisson_arrivals(len(todo), config.arrival_rate, config.seed or 0) if config.arrival_rate else None
     submissions, errors = [], []
-    for request in todo:
+    for index, request in enumerate(todo):
         try:
             submissions.append(_submission(config, generator, request, truth))
+            if arrivals is not None:
+                submissions[-1].arrival = arrivals[index]
         except ValueError as exc:
             errors.append(error_record(custom_id=request.custom_id, line_no=request.line_no, field=_field(request), message=str(exc)))
     for record in errors:
         results.write(record)
         outcome.failed += 1
     model_name = config.model or "SmolLM2-135M-Instruct (embedded)"
-    with _graceful_stop() as stop:
-        for completion in generator.stream(submissions, loop_hook=stop.attach):
-            request = by_id[completion.submission.request_id]
-            if completion.ok:
-                timing.write(completion.timing)  # before the result: the result is the commit
-                results.write(_success(request, completion, model_name))
-                outcome.succeeded += 1
-            else:
-                results.write(_run_error(request, completion.error))
-                outcome.failed += 1
-        return stop.requested
+    finished = 0
+    for completion in generator.stream(submissions, loop_hook=stop.attach):
+        request = by_id[completion.submission.request_id]
+        if completion.ok:
+            timing.write(completion.timing)  # before the result: the result is the commit
+            results.write(_success(request, completion, model_name))
+            outcome.succeeded += 1
+        else:
+            results.write(_run_error(request, completion.error))
+            outcome.failed += 1
+        finished += 1
+    return finished < len(submissions)  # a signal after the last request changes nothing
 
 
 def _submission(config, generator, request: JobRequest, truth: dict):
@@ -224,6 +234,19 @@ def _submission(config, generator, request: JobRequest, truth: dict):
     elif config.policy == "srpt-oracle":
         raise ValueError("srpt-oracle needs the true execution time: pass --truth with the timing log of an earlier run of this job")
     return submission
+
+
+def poisson_arrivals(count: int, rate: float, seed: int) -> list[float]:
+    """Arrival times of a Poisson process: gaps ~ Exp(rate), the first request at t = 0."""
+    import random
+
+    rng = random.Random(seed)
+    times, now = [], 0.0
+    for index in range(count):
+        if index:
+            now += rng.expovariate(rate)
+        times.append(now)
+    return times
 
 
 def _field(request: JobRequest) -> str:

@@ -127,3 +127,20 @@ def test_dataset_saved_to_disk_is_an_input(tmp_path, generator):
     assert outcome.exit_code == EXIT_OK
     usage = {r["custom_id"]: r["response"]["body"]["usage"]["completion_tokens"] for r in read_jsonl(config.results)}
     assert usage == {"row-0": 5, "row-1": 6}
+
+
+def test_poisson_arrival_rate(tmp_path, generator):
+    from hf_laps.jobs.runner import poisson_arrivals
+
+    times = poisson_arrivals(2000, rate=4.0, seed=1)
+    assert times[0] == 0.0 and all(b >= a for a, b in zip(times, times[1:]))
+    assert abs(times[-1] / 1999 - 0.25) < 0.02  # mean gap 1/rate
+    generator.policy_name = "fcfs"
+    config = JobConfig(
+        input=write_input(tmp_path / "in.jsonl", [json.dumps(g) for g in GOOD[:3]]),
+        results=str(tmp_path / "p.jsonl"), arrival_rate=20.0, seed=0, progress=False,
+    )
+    assert run_job(config, generator=generator).exit_code == EXIT_OK
+    timing = sorted(read_jsonl(config.timing_log), key=lambda t: t["arrival"])
+    assert [t["arrival"] for t in timing] == pytest.approx(poisson_arrivals(3, 20.0, 0))
+    assert all(t["start"] >= t["arrival"] for t in timing)
