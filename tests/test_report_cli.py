@@ -1,0 +1,44 @@
+"""`hf-laps report`: the summary table per timing log, and the CDF + timeline plot."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from hf_laps.cli.report import read_timing_log, report
+
+
+def record(cid, arrival, start, finish, preemptions=0):
+    return {"custom_id": cid, "arrival": arrival, "start": start, "first_token": start + 0.1, "finish": finish,
+            "latency": finish - arrival, "queue_wait": start - arrival, "prompt_tokens": 5, "output_tokens": 8,
+            "rounds": [[4, 3, 0.1, 0.01], [4, 2, 0.1, 0.01]], "preemptions": preemptions, "switch_seconds": 0.0,
+            "busy_seconds": 0.2, "policy": "laps-sd", "finish_reason": "length"}
+
+
+def write_log(path, records, extra_lines=()):
+    path.write_text("\n".join([json.dumps(r) for r in records] + list(extra_lines)) + "\n")
+    return path
+
+
+def test_report_prints_one_table_per_log_and_plots(tmp_path):
+    a = write_log(tmp_path / "fcfs.timing.jsonl", [record("x", 0, 0, 1), record("y", 0, 1, 2)])
+    b = write_log(tmp_path / "laps.timing.jsonl", [record("x", 0, 0, 2, preemptions=1), record("y", 0, 0.5, 1)],
+                  extra_lines=["{not json", json.dumps({"custom_id": "z", "error": "boom"})])
+    png = tmp_path / "r.png"
+    result = CliRunner().invoke(report, [str(a), str(b), "-o", str(png)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("== ") == 2 and result.output.count("latency") >= 2
+    assert "2 requests; policy laps-sd" in result.output
+    assert "1.500" in result.output  # mean latency of both logs
+    assert png.stat().st_size > 5000
+
+
+def test_read_timing_log_keeps_the_last_record_per_id(tmp_path):
+    log = write_log(tmp_path / "t.jsonl", [record("x", 0, 0, 5), record("x", 0, 0, 1)])
+    assert [r["finish"] for r in read_timing_log(log)] == [1]
+
+
+def test_empty_log(tmp_path):
+    log = write_log(tmp_path / "t.jsonl", [], extra_lines=["garbage"])
+    result = CliRunner().invoke(report, [str(log), "-o", str(tmp_path / "p.png")])
+    assert result.exit_code == 2 and "no finished requests" in result.output
