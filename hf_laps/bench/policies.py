@@ -194,7 +194,12 @@ def run_bench(cfg: BenchConfig, generator=None, log=print) -> dict:
     if record is None:
         log("recording the truth: one fcfs run")
         record = real_run(cfg, generator, "fcfs", "record", None, exclude)["timing_log"]
-    traces = load_traces(record)
+    # the recorded rounds are the truth; arrivals are the job's own (a record of a burst can be
+    # replayed at the Poisson arrival times of the same prompts)
+    arrivals = {r.custom_id: r.arrival_time or 0.0 for r in requests}
+    traces = [t.with_arrival(arrivals[t.custom_id]) for t in load_traces(record) if t.custom_id in arrivals]
+    if len(traces) != len(arrivals):
+        raise ValueError(f"{record} has {len(traces)} of the {len(arrivals)} requests of {cfg.input}")
     result = {"config": _public(cfg), "record": record, "requests": len(traces), "real": {}, "runs": [],
               "replay": replay(traces, cfg)}
     if not cfg.replay_only:
