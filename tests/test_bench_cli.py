@@ -91,3 +91,38 @@ def test_bad_policy_name_is_a_usage_error(tmp_path):
     job.write_text(json.dumps(JOB[0]) + "\n")
     result = CliRunner().invoke(bench, [str(job), "--policies", "fcfs,nope", "--replay-only"])
     assert result.exit_code == 2 and "nope" in result.output
+
+
+# ---- benchmarks/gpu.sh: its CPU-runnable parts --------------------------------------------
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_gpu_script_parses_and_refuses_to_fake_a_gpu(tmp_path):
+    script = REPO / "benchmarks" / "gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    import torch
+
+    if not torch.cuda.is_available():
+        proc = subprocess.run(["bash", str(script), str(tmp_path / "o")], capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, ALLOW_CPU="0"))
+        assert proc.returncode == 1 and "no CUDA GPU" in proc.stderr
+
+
+def test_paper_pair_tiny_models_and_round_times(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    tool = str(REPO / "benchmarks" / "paper_pair.py")
+    proc = subprocess.run([sys.executable, tool, "models", str(tmp_path / "m"), "--scale", "tiny", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    target, draft, source = proc.stdout.split()
+    assert source == "random"
+    cfg = json.loads((__import__("pathlib").Path(target) / "config.json").read_text())
+    assert cfg["num_hidden_layers"] == 2 and (__import__("pathlib").Path(draft) / "tokenizer.json").is_file()
+    SHAPES = __import__("runpy").run_path(tool)["SHAPES"]  # the paper shapes: LLaMA-7B and LLaMA-68M
+    assert SHAPES["paper"]["target"]["hidden_size"] == 4096 and SHAPES["paper"]["target"]["num_hidden_layers"] == 32
+    assert SHAPES["paper"]["draft"]["hidden_size"] == 768 and SHAPES["paper"]["draft"]["num_hidden_layers"] == 2
+    log = tmp_path / "t.jsonl"
+    log.write_text(json.dumps({"custom_id": "a", "rounds": [[5, 0, 0.5, 0.1], [5, 3, 0.2, 0.05], [5, 1, 0.3, 0.05]],
+                               "preemptions": 2, "switch_seconds": 0.01}) + "\n")
+    out = subprocess.run([sys.executable, tool, "round-times", str(log)], capture_output=True, text=True, timeout=60).stdout
+    assert "draft 50.00" in out and "verify 200.00" in out and "switch 5.00 ms per preemption" in out
