@@ -1,6 +1,6 @@
 """Sweeps for docs/benchmarks.md by replaying REAL recorded traces in the simulator (cheap).
 
-    python benchmarks/replay_study.py mixed=rec/mixed-30.timing.jsonl chat=rec/chat-30.timing.jsonl ...
+    python benchmarks/replay_study.py mixed=rec/mixed-30.timing.jsonl [code=rec/code-30.timing.jsonl ...] [--split]
 
 Each NAME=LOG is a timing log of a real fcfs run of a 30-request burst (`hf-laps run --policy
 fcfs`). Under greedy decoding a request's rounds do not depend on the schedule, so every policy,
@@ -50,7 +50,9 @@ def poisson(traces, utilisation: float, seed: int):
 def scenarios(traces) -> dict[str, list]:
     """name -> list of trace sets (several arrival seeds for Poisson)."""
     burst = [t.with_arrival(0.0) for t in traces]
-    out = {"burst 10": [burst[:10]], "burst 30": [burst]}
+    out = {"burst 10": [burst[:10]]}
+    if len(burst) > 10:
+        out[f"burst {len(burst)}"] = [burst]
     for u in UTILISATIONS:
         out[f"poisson {u}"] = [poisson(burst, u, s) for s in SEEDS]
     return out
@@ -68,35 +70,35 @@ def ratios(r: dict[str, float]) -> tuple[float, str, float]:
 
 def table_policies(workloads) -> None:
     print("\n(1) mean latency (s) per policy, replayed real traces; laps-sd/best | laps-sd/srpt for learned and oracle lengths")
-    print(f"{'workload':<22}" + "".join(f"{p:>12}" for p in POLICIES) + f"{'laps/best':>16}{'laps/srpt':>10}{'oracle: l/best':>16}{'l/srpt':>8}")
+    print(f"{'workload':<28}" + "".join(f"{p:>12}" for p in POLICIES) + f"{'laps/best':>16}{'laps/srpt':>10}{'oracle: l/best':>16}{'l/srpt':>8}")
     for name, traces in workloads.items():
         for label, sets in scenarios(traces).items():
             r, o = row(sets), row(sets, "oracle")
             lb, best, ls = ratios(r)
             ob, obest, os_ = ratios(o)
-            print(f"{name + ' ' + label:<22}" + "".join(f"{r[p]:>12.2f}" for p in POLICIES)
+            print(f"{name + ' ' + label:<28}" + "".join(f"{r[p]:>12.2f}" for p in POLICIES)
                   + f"{lb:>10.3f} {best:<5}{ls:>10.3f}{ob:>10.3f} {obest:<5}{os_:>8.3f}")
 
 
 def table_k(workloads) -> None:
     print("\n(2) laps-sd mean latency (s) for K = 1..8, learned lengths (ratio to srpt-oracle)")
-    print(f"{'workload':<22}" + "".join(f"{'K=' + str(k):>13}" for k in range(1, 9)))
+    print(f"{'workload':<28}" + "".join(f"{'K=' + str(k):>13}" for k in range(1, 9)))
     for name, traces in workloads.items():
         for label, sets in scenarios(traces).items():
-            if label not in ("burst 10", "burst 30", "poisson 0.9"):
+            if label not in ("burst 10", "burst 30", "poisson 0.9"):  # (a 10-request set has no burst 30)
                 continue
             srpt = statistics.fmean(mean_latency(ts, "srpt-oracle") for ts in sets)
             cells = []
             for k in range(1, 9):
                 m = statistics.fmean(mean_latency(ts, "laps-sd", config=SchedulerConfig(num_queues=k), seed=i) for i, ts in enumerate(sets))
                 cells.append(f"{m:7.2f}({m / srpt:.2f})")
-            print(f"{name + ' ' + label:<22}" + "".join(f"{c:>13}" for c in cells))
+            print(f"{name + ' ' + label:<28}" + "".join(f"{c:>13}" for c in cells))
 
 
 def table_stability(workloads) -> None:
     settings = [("W", "stability_window", (1, 2, 4, 8)), ("delta", "stability_delta", (0.02, 0.05, 0.1, 0.3)),
                 ("gamma", "stability_gamma", (0.1, 0.25, 0.5, 1.0))]
-    print("\n(3) stability test: laps-sd / srpt-oracle on the 30-request bursts (learned | oracle lengths); others at defaults W=4 delta=0.05 gamma=0.25")
+    print("\n(3) stability test: laps-sd / srpt-oracle on each whole set as a burst (learned | oracle lengths); others at defaults W=4 delta=0.05 gamma=0.25")
     for short, field, values in settings:
         print(f"{short:<8}" + "".join(f"{name:>22}" for name in workloads))
         for v in values:
@@ -112,10 +114,10 @@ def table_stability(workloads) -> None:
 def table_noise(workloads) -> None:
     sigmas = (0.0, 0.25, 0.5, 0.75, 1.0)
     print("\n(4) noisy-oracle lengths: laps-sd / lp-sjf | laps-sd / srpt-oracle (5 noise seeds)")
-    print(f"{'workload':<22}" + "".join(f"{'sigma ' + str(s):>18}" for s in sigmas))
+    print(f"{'workload':<28}" + "".join(f"{'sigma ' + str(s):>18}" for s in sigmas))
     for name, traces in workloads.items():
         for label, sets in scenarios(traces).items():
-            if label not in ("burst 30", "poisson 0.9"):
+            if label not in ("burst 10", "burst 30", "poisson 0.9") or (label == "burst 10" and len(traces) > 10):
                 continue
             srpt = statistics.fmean(mean_latency(ts, "srpt-oracle") for ts in sets)
             cells = []
@@ -123,25 +125,30 @@ def table_noise(workloads) -> None:
                 laps = statistics.fmean(mean_latency(ts, "laps-sd", f"noisy-{s}", seed=k) for k in range(5) for ts in sets)
                 lp = statistics.fmean(mean_latency(ts, "lp-sjf", f"noisy-{s}", seed=k) for k in range(5) for ts in sets)
                 cells.append(f"{laps / lp:.3f} | {laps / srpt:.3f}")
-            print(f"{name + ' ' + label:<22}" + "".join(f"{c:>18}" for c in cells))
+            print(f"{name + ' ' + label:<28}" + "".join(f"{c:>18}" for c in cells))
 
 
 def table_switch(workloads) -> None:
     parked = linear_switch_cost(PARKED_SECONDS_PER_TOKEN)
     print(f"\n(5) switch cost: KV kept on device (0 s) vs parked ({PARKED_SECONDS_PER_TOKEN * 1e6:.0f} us per context token per resume); mean latency (s), learned lengths")
-    print(f"{'workload':<22}{'policy':<12}{'on device':>10}{'parked':>10}{'cost %':>8}")
+    print(f"{'workload':<28}{'policy':<12}{'on device':>10}{'parked':>10}{'cost %':>8}")
     for name, traces in workloads.items():
         burst = [t.with_arrival(0.0) for t in traces]
         for p in ("las", "laps-sd", "srpt-oracle"):
             a, b = mean_latency(burst, p), mean_latency(burst, p, switch=parked)
-            print(f"{name + ' burst 30':<22}{p:<12}{a:>10.2f}{b:>10.2f}{100 * (b / a - 1):>8.2f}")
+            print(f"{name + ' burst ' + str(len(burst)):<28}{p:<12}{a:>10.2f}{b:>10.2f}{100 * (b / a - 1):>8.2f}")
 
 
 def main(argv: list[str]) -> None:
     workloads = {}
-    for arg in argv:
+    split = "--split" in argv  # also each custom_id prefix (chat-, code-, writing-) of a mixed log
+    for arg in (a for a in argv if a != "--split"):
         name, _, path = arg.partition("=")
         workloads[name] = load_traces(path)
+        prefixes = sorted({t.custom_id.split("-")[0] for t in workloads[name]})
+        if split and len(prefixes) > 1:
+            for prefix in prefixes:
+                workloads[f"{prefix} (of {name})"] = [t for t in workloads[name] if t.custom_id.startswith(prefix + "-")]
     for name, traces in workloads.items():
         service = [t.service_seconds for t in traces]
         tokens = [t.output_tokens for t in traces]
