@@ -66,18 +66,18 @@ def run(input_path, results, no_progress, **options):
     try:
         config = JobConfig(input=input_path, results=results, progress=not no_progress, **options)
         outcome = run_job(config)
+        if outcome.summary is not None:
+            click.echo(print_summary(outcome.summary))
+        click.echo(
+            f"{outcome.succeeded} succeeded, {outcome.failed} failed, {outcome.skipped} already done; "
+            f"results: {config.results}  timing log: {config.timing_log}  summary: {config.summary}"
+        )
+        if outcome.message:
+            click.echo(outcome.message, err=True)
     except (ValueError, ModelLoadError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once; every line written is whole
+    except KeyboardInterrupt:  # a second Ctrl-C, also one just after the job returned
         click.echo("aborted; rerun with --resume to finish", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    if outcome.summary is not None:
-        click.echo(print_summary(outcome.summary))
-    click.echo(
-        f"{outcome.succeeded} succeeded, {outcome.failed} failed, {outcome.skipped} already done; "
-        f"results: {config.results}  timing log: {config.timing_log}  summary: {config.summary}"
-    )
-    if outcome.message:
-        click.echo(outcome.message, err=True)
     sys.exit(outcome.exit_code)
