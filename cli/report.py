@@ -41,19 +41,22 @@ def _pyplot():
     return plt
 
 
-def _cdf(ax, label: str, latencies: list[float], style: str = "-") -> None:
+def _cdf(ax, label: str, latencies: list[float], style: str = "-", color=None) -> None:
     values = sorted(latencies)
     n = len(values)
     if n:
-        ax.step(values, [(i + 1) / n for i in range(n)], style, where="post", label=label)
+        ax.step(values, [(i + 1) / n for i in range(n)], style, where="post", label=label, color=color)
 
 
 def plot_cdfs(curves: dict[str, list[float]], path: str, title: str = "latency CDF") -> None:
     """One figure: the CDF of each labelled list of latencies (labels ending in '(replay)' dashed)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {}  # one colour per policy: "laps-sd (real)" solid, "laps-sd (replay)" dashed
     for label, latencies in curves.items():
-        _cdf(ax, label, latencies, "--" if label.endswith("(replay)") else "-")
+        key = label.rsplit(" (", 1)[0]
+        colors.setdefault(key, f"C{len(colors) % 10}")
+        _cdf(ax, label, latencies, "--" if label.endswith("(replay)") else "-", colors[key])
     ax.set_xlabel("latency (s)")
     ax.set_ylabel("share of requests")
     ax.set_title(title)
