@@ -99,6 +99,8 @@ def load_causal_lm(source: ModelSource, device: str = "cpu", dtype: str = "auto"
 
 def _not_found(source: ModelSource, what: str, exc: Exception) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "trust_remote_code" in str(exc):
+        first_line += " (this model ships its own code: pass --trust-remote-code if you trust it)"
     return (
         f"could not load the {what} from {source.label!r}: {first_line}\n"
         "Pass a Hugging Face hub id (e.g. meta-llama/Llama-2-7b-hf), a local model directory, "
