@@ -36,7 +36,7 @@ def _pyplot():
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - matplotlib is an optional extra
+    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency; guard broken installs
         raise click.ClickException("plots need matplotlib: pip install matplotlib") from exc
     return plt
 
