@@ -41,6 +41,16 @@ def policy_options(function):
     return function
 
 
+def quiet_progress_bars() -> None:
+    """--no-progress also silences transformers' weight-loading and GGUF conversion bars."""
+    import os
+
+    os.environ["TQDM_DISABLE"] = "1"  # tqdm reads TQDM_* defaults (the GGUF converter's bar)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @click.option("-o", "--output", "results", required=True, type=click.Path(dir_okay=False), help="Results JSONL (OpenAI batch output shape).")
@@ -62,6 +72,9 @@ def run(input_path, results, no_progress, **options):
     """
     from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig, print_summary, run_job
     from hf_laps.models import ModelLoadError
+
+    if no_progress:
+        quiet_progress_bars()
 
     try:
         config = JobConfig(input=input_path, results=results, progress=not no_progress, **options)
