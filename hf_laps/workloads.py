@@ -26,6 +26,8 @@ import random
 from pathlib import Path
 from typing import Iterator
 
+from hf_laps.scheduling import synthetic
+
 WORKLOADS = ("chat", "code", "writing", "mixed")
 # workload -> (module to locate, pip requirement)
 PACKAGES = {
@@ -179,13 +181,8 @@ def poisson_arrivals(count: int, rate: float, seed: int = 0) -> list[float]:
     """Arrival times of a Poisson process of `rate` per second; the first request arrives at 0."""
     if rate <= 0 or not math.isfinite(rate):
         raise ValueError(f"arrival rate must be > 0, got {rate}")
-    rng = random.Random(f"arrivals:{seed}")
-    times, now = [], 0.0
-    for index in range(count):
-        if index:
-            now += rng.expovariate(rate)
-        times.append(round(now, 4))
-    return times
+    times = synthetic.poisson_arrivals(random.Random(f"arrivals:{seed}"), count, rate)
+    return [round(t, 4) for t in times]
 
 
 def add_poisson_arrivals(requests: list[dict], *, utilisation: float, service_seconds: float,

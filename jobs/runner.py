@@ -24,6 +24,7 @@ from hf_laps.jobs.records import error_record, line_error_record, record_key, su
 from hf_laps.jobs.requests import JobRequest, LineError, parse_line, read_requests
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys
 from hf_laps.jobs.summary import format_summary_table, summarize
+from hf_laps.workloads import poisson_arrivals
 
 # exit codes (documented in docs/guarantees.md)
 EXIT_OK = 0  # every request has a success record
@@ -234,19 +235,6 @@ def _submission(config, generator, request: JobRequest, truth: dict):
     elif config.policy == "srpt-oracle":
         raise ValueError("srpt-oracle needs the true execution time: pass --truth with the timing log of an earlier run of this job")
     return submission
-
-
-def poisson_arrivals(count: int, rate: float, seed: int) -> list[float]:
-    """Arrival times of a Poisson process: gaps ~ Exp(rate), the first request at t = 0."""
-    import random
-
-    rng = random.Random(seed)
-    times, now = [], 0.0
-    for index in range(count):
-        if index:
-            now += rng.expovariate(rate)
-        times.append(now)
-    return times
 
 
 def _field(request: JobRequest) -> str:
