@@ -95,6 +95,11 @@ def run_job(config: JobConfig, generator=None) -> JobOutcome:
     # SIGINT / SIGTERM stop the job gracefully from here on, model loading included
     with _graceful_stop() as stop:
         try:
+            if not config.resume:
+                # open both files before truncating either: an unwritable timing log must not
+                # cost the previous results file
+                for path in (config.results, config.timing_log):
+                    JsonlSink(path, resume=True).close()
             with JsonlSink(config.results, resume=config.resume) as results, JsonlSink(
                 config.timing_log, resume=config.resume
             ) as timing:

@@ -144,3 +144,18 @@ def test_poisson_arrival_rate(tmp_path, generator):
     timing = sorted(read_jsonl(config.timing_log), key=lambda t: t["arrival"])
     assert [t["arrival"] for t in timing] == pytest.approx(poisson_arrivals(3, 20.0, 0))
     assert all(t["start"] >= t["arrival"] for t in timing)
+
+
+def test_unwritable_timing_log_keeps_previous_results(tmp_path, generator):
+    from hf_laps.jobs.runner import EXIT_OUTPUT_ERROR
+
+    results = tmp_path / "keep.jsonl"
+    results.write_text('{"custom_id": "old"}\n', encoding="utf-8")
+    generator.policy_name = "fcfs"
+    config = JobConfig(
+        input=write_input(tmp_path / "in.jsonl", [json.dumps(GOOD[0])]), results=str(results),
+        timing_log=str(tmp_path / "no-such-dir" / "t.jsonl"), progress=False,
+    )
+    outcome = run_job(config, generator=generator)
+    assert outcome.exit_code == EXIT_OUTPUT_ERROR
+    assert results.read_text(encoding="utf-8") == '{"custom_id": "old"}\n'
