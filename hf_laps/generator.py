@@ -12,7 +12,7 @@ time to first token and the speculative metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from hf_laps.engine import EngineConfig, SpeculativeEngine
 from hf_laps.scheduling import SchedulerConfig, make_policy, make_predictor

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from hf_laps.jobs.records import error_record, line_error_record, record_key, success_record
 from hf_laps.jobs.requests import JobRequest, LineError, parse_line, read_requests
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys
+from hf_laps.jobs.stopping import graceful_stop
 from hf_laps.jobs.summary import format_summary_table, summarize
 from hf_laps.workloads import poisson_arrivals
 
@@ -93,7 +92,7 @@ def run_job(config: JobConfig, generator=None) -> JobOutcome:
     except (OSError, ValueError) as exc:
         return JobOutcome(EXIT_USAGE, message=f"cannot read {config.input}: {exc}")
     # SIGINT / SIGTERM stop the job gracefully from here on, model loading included
-    with _graceful_stop() as stop:
+    with graceful_stop() as stop:
         try:
             if not config.resume:
                 # open both files before truncating either: an unwritable timing log must not
@@ -307,42 +306,6 @@ def _write_summary(config: JobConfig) -> dict:
     except OSError as exc:
         raise SinkError(config.summary, exc.strerror or str(exc), exc.errno) from exc
     return summary
-
-
-class _StopHandler:
-    """SIGINT / SIGTERM -> stop the loop at the next round boundary; a second SIGINT aborts."""
-
-    def __init__(self):
-        self.loop = None
-        self.requested = False
-
-    def attach(self, loop) -> None:
-        self.loop = loop
-        if self.requested:  # the signal came while models were loading
-            loop.stop()
-
-    def __call__(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        if self.loop is not None:
-            self.loop.stop()
-
-
-@contextlib.contextmanager
-def _graceful_stop() -> Iterator[_StopHandler]:
-    handler = _StopHandler()
-    previous = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: no signal handling
-        pass
-    try:
-        yield handler
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def print_summary(summary: dict) -> str:
