@@ -8,7 +8,6 @@ whatever the interleaving, offloading or checkpointing between rounds; and the p
 from __future__ import annotations
 
 import pytest
-import torch
 
 from hf_laps import EngineConfig, SpeculativeEngine
 from tests import hf_reference as ref
@@ -154,8 +153,11 @@ def test_heuristic_schedule_matches_transformers(target, draft):
         )
         assert state.output_ids == hf_tokens
         assert ours == hf_rounds
-    # and our schedule lives in the request, not in the shared draft config
-    assert engine.draft.model.generation_config.num_assistant_tokens != state.num_assistant_tokens or True
+    # and our schedule lives in the request: the shared draft config is never written
+    draft.generation_config.num_assistant_tokens = 123
+    state = engine.generate(prompts(1)[0], max_new_tokens=NEW_TOKENS, do_sample=False)
+    assert draft.generation_config.num_assistant_tokens == 123
+    assert state.num_assistant_tokens != N  # the schedule did move, inside the request
 
 
 def test_state_file_is_not_a_pickle(target, draft, tmp_path):

@@ -4,7 +4,6 @@ block must stop exactly where plain generate stops."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from hf_laps import EngineConfig, SpeculativeEngine
 
