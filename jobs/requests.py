@@ -13,20 +13,20 @@ reason. Unknown fields are ignored and listed in `JobRequest.ignored`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from hf_laps.jobs import fields
+from hf_laps.jobs.fields import INVALID_REQUEST, FieldInvalid
+
 COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
 
 MAX_CUSTOM_ID_CHARS = 512
-MAX_STOP_SEQUENCES = 4  # as OpenAI
 MAX_TOKENS_LIMIT = 2**31 - 1  # fits an int32 tensor; the runner clamps to the context window
 MAX_SEED = 2**63 - 1  # OpenAI's seed is an int64; torch.manual_seed accepts it
-CHAT_ROLES = ("system", "developer", "user", "assistant")
 
 # Fields read from the request body (batch shape) or the top level (short form).
 OPTION_FIELDS = frozenset({
@@ -38,7 +38,6 @@ SHORT_FIELDS = OPTION_FIELDS | {"custom_id", "arrival_time"}
 
 # Error codes (LineError.code).
 INVALID_JSON = "invalid_json"  # not UTF-8, not JSON, not an object, nested too deep
-INVALID_REQUEST = "invalid_request"
 DUPLICATE_CUSTOM_ID = "duplicate_custom_id"
 INTERNAL_ERROR = "internal_error"  # a validator bug; the fuzz tests assert it never happens
 
@@ -108,14 +107,6 @@ class LineError:
         return f"line {self.line_no}, field '{self.field}': {self.reason}"
 
 
-class _Invalid(Exception):
-    """Raised inside the validators; parse_line turns it into a LineError."""
-
-    def __init__(self, field: str, reason: str, code: str = INVALID_REQUEST):
-        super().__init__(reason)
-        self.field, self.reason, self.code = field, reason, code
-
-
 def parse_line(line_no: int, raw: bytes | str) -> JobRequest | LineError:
     """Validate one input line (without its newline). Never raises.
 
@@ -131,7 +122,7 @@ def parse_line(line_no: int, raw: bytes | str) -> JobRequest | LineError:
         obj = _decode(raw)
         custom_id = _custom_id(obj)
         return _build(line_no, custom_id, obj)
-    except _Invalid as e:
+    except FieldInvalid as e:
         return LineError(line_no, custom_id, e.field, e.reason, e.code)
     except Exception as e:  # a validator bug must not take the batch down
         return LineError(line_no, custom_id, "json", f"internal error: {e!r}"[:200], INTERNAL_ERROR)
@@ -162,7 +153,7 @@ def read_requests(path: str | os.PathLike) -> tuple[list[JobRequest], list[LineE
             cid = parsed.custom_id
             if cid is not None and cid in owner:
                 parsed = LineError(line_no, None, "custom_id",
-                                   f"duplicate custom_id {_show(cid)}, first used on line "
+                                   f"duplicate custom_id {fields.show(cid)}, first used on line "
                                    f"{owner[cid]}", DUPLICATE_CUSTOM_ID)
             elif cid is not None:
                 owner[cid] = line_no
@@ -171,7 +162,7 @@ def read_requests(path: str | os.PathLike) -> tuple[list[JobRequest], list[LineE
 
 
 # ---------------------------------------------------------------------------------------------
-# validators: each raises _Invalid(field, reason)
+# validators: each raises FieldInvalid(field, reason)
 
 
 def _decode(raw: bytes | str) -> dict:
@@ -179,15 +170,15 @@ def _decode(raw: bytes | str) -> dict:
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise _Invalid("json", f"not valid UTF-8 (byte {e.start})", INVALID_JSON) from None
+            raise FieldInvalid("json", f"not valid UTF-8 (byte {e.start})", INVALID_JSON) from None
     try:
         obj = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
     except RecursionError:
-        raise _Invalid("json", "JSON nested too deeply", INVALID_JSON) from None
+        raise FieldInvalid("json", "JSON nested too deeply", INVALID_JSON) from None
     except ValueError as e:  # JSONDecodeError, duplicate keys, int over the digit limit
-        raise _Invalid("json", f"not valid JSON: {str(e)[:120]}", INVALID_JSON) from None
+        raise FieldInvalid("json", f"not valid JSON: {str(e)[:120]}", INVALID_JSON) from None
     if not isinstance(obj, dict):
-        raise _Invalid("json", f"must be a JSON object, got {_show(obj)}", INVALID_JSON)
+        raise FieldInvalid("json", f"must be a JSON object, got {fields.show(obj)}", INVALID_JSON)
     return obj
 
 
@@ -196,24 +187,24 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     if len(obj) != len(pairs):
         seen: set[str] = set()
         dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"duplicate key {_show(dup)}")
+        raise ValueError(f"duplicate key {fields.show(dup)}")
     return obj
 
 
 def _custom_id(obj: dict) -> str:
     if "custom_id" not in obj:
-        raise _Invalid("custom_id", "missing")
+        raise FieldInvalid("custom_id", "missing")
     cid = obj["custom_id"]
     if not isinstance(cid, str) or not cid:
-        raise _Invalid("custom_id", f"must be a non-empty string, got {_show(cid)}")
+        raise FieldInvalid("custom_id", f"must be a non-empty string, got {fields.show(cid)}")
     if len(cid) > MAX_CUSTOM_ID_CHARS:
-        raise _Invalid("custom_id", f"must be at most {MAX_CUSTOM_ID_CHARS} characters, "
+        raise FieldInvalid("custom_id", f"must be at most {MAX_CUSTOM_ID_CHARS} characters, "
                                     f"got {len(cid)}")
     if any(unicodedata.category(c) in ("Cc", "Cs") for c in cid):
-        raise _Invalid("custom_id", f"must not contain control characters or unpaired "
-                                    f"surrogates, got {_show(cid)}")
+        raise FieldInvalid("custom_id", f"must not contain control characters or unpaired "
+                                    f"surrogates, got {fields.show(cid)}")
     if cid.startswith("line:") and cid[5:].isdigit():
-        raise _Invalid("custom_id", f"{_show(cid)} is reserved for error records of lines "
+        raise FieldInvalid("custom_id", f"{fields.show(cid)} is reserved for error records of lines "
                                     f"without a custom_id")
     return cid
 
@@ -233,7 +224,7 @@ def _build(line_no: int, custom_id: str, obj: dict) -> JobRequest:
         custom_id=custom_id, line_no=line_no,
         endpoint=CHAT if messages is not None else COMPLETIONS,
         prompt=prompt, messages=messages, **opts,
-        arrival_time=_number(obj, "arrival_time", "", lo=0.0),
+        arrival_time=fields.number(obj, "arrival_time", "", lo=0.0),
         ignored=tuple(ignored),
     )
 
@@ -241,14 +232,14 @@ def _build(line_no: int, custom_id: str, obj: dict) -> JobRequest:
 def _batch_envelope(obj: dict) -> str:
     method = obj.get("method", "POST")
     if method != "POST":
-        raise _Invalid("method", f"must be \"POST\", got {_show(method)}")
+        raise FieldInvalid("method", f"must be \"POST\", got {fields.show(method)}")
     if "url" not in obj:
-        raise _Invalid("url", f"missing; must be \"{COMPLETIONS}\" or \"{CHAT}\"")
+        raise FieldInvalid("url", f"missing; must be \"{COMPLETIONS}\" or \"{CHAT}\"")
     url = obj["url"]
     if url not in (COMPLETIONS, CHAT):
-        raise _Invalid("url", f"must be \"{COMPLETIONS}\" or \"{CHAT}\", got {_show(url)}")
+        raise FieldInvalid("url", f"must be \"{COMPLETIONS}\" or \"{CHAT}\", got {fields.show(url)}")
     if not isinstance(obj.get("body"), dict):
-        raise _Invalid("body", f"must be an object, got {_show(obj.get('body'))}")
+        raise FieldInvalid("body", f"must be an object, got {fields.show(obj.get('body'))}")
     return url
 
 
@@ -256,146 +247,38 @@ def _prompt_or_messages(src: dict, prefix: str, endpoint: str | None):
     has_prompt = src.get("prompt") is not None
     has_messages = src.get("messages") is not None
     if has_prompt and has_messages:
-        raise _Invalid(prefix + "messages", "give either prompt or messages, not both")
+        raise FieldInvalid(prefix + "messages", "give either prompt or messages, not both")
     if endpoint == COMPLETIONS and has_messages:
-        raise _Invalid(prefix + "messages", f"not accepted by {COMPLETIONS}; use {CHAT}")
+        raise FieldInvalid(prefix + "messages", f"not accepted by {COMPLETIONS}; use {CHAT}")
     if endpoint == CHAT and has_prompt:
-        raise _Invalid(prefix + "prompt", f"not accepted by {CHAT}; use messages")
+        raise FieldInvalid(prefix + "prompt", f"not accepted by {CHAT}; use messages")
     if has_messages:
-        return None, _messages(src["messages"], prefix + "messages")
+        return None, fields.messages(src["messages"], prefix + "messages")
     if has_prompt:
-        return _text(src["prompt"], prefix + "prompt", what="prompt"), None
+        return fields.text(src["prompt"], prefix + "prompt", what="prompt"), None
     want = "messages" if endpoint == CHAT else "prompt" if endpoint else "prompt or messages"
-    raise _Invalid(prefix + ("messages" if endpoint == CHAT else "prompt"), f"missing {want}")
-
-
-def _text(value: Any, field: str, what: str = "value") -> str:
-    if isinstance(value, list) and what == "prompt":
-        raise _Invalid(field, f"must be a string; token-id and multi-prompt lists are not "
-                              f"supported, got {_show(value)}")
-    if not isinstance(value, str) or not value:
-        raise _Invalid(field, f"must be a non-empty string, got {_show(value)}")
-    _no_surrogates(value, field)
-    return value
-
-
-def _no_surrogates(value: str, field: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Invalid(field, "contains an unpaired UTF-16 surrogate") from None
-
-
-def _messages(value: Any, field: str) -> tuple[dict, ...]:
-    if not isinstance(value, list) or not value:
-        raise _Invalid(field, f"must be a non-empty array of messages, got {_show(value)}")
-    out = []
-    for i, msg in enumerate(value):
-        at = f"{field}[{i}]"
-        if not isinstance(msg, dict):
-            raise _Invalid(at, f"must be an object with role and content, got {_show(msg)}")
-        role = msg.get("role")
-        if role not in CHAT_ROLES:
-            raise _Invalid(at + ".role", f"must be one of {', '.join(CHAT_ROLES)}, "
-                                         f"got {_show(role)}")
-        out.append({"role": role, "content": _content(msg.get("content"), at + ".content")})
-    return tuple(out)
-
-
-def _content(value: Any, field: str) -> str:
-    """A string, or an array of {"type": "text", "text": str} parts joined with "\\n" (as vLLM)."""
-    if isinstance(value, str):
-        _no_surrogates(value, field)
-        return value
-    if not isinstance(value, list) or not value:
-        raise _Invalid(field, f"must be a string or an array of text parts, got {_show(value)}")
-    texts = []
-    for i, part in enumerate(value):
-        if not isinstance(part, dict) or part.get("type") != "text":
-            raise _Invalid(f"{field}[{i}]", f"only {{\"type\": \"text\"}} parts are supported, "
-                                            f"got {_show(part)}")
-        if not isinstance(part.get("text"), str):
-            raise _Invalid(f"{field}[{i}].text", f"must be a string, got {_show(part.get('text'))}")
-        _no_surrogates(part["text"], f"{field}[{i}].text")
-        texts.append(part["text"])
-    return "\n".join(texts)
+    raise FieldInvalid(prefix + ("messages" if endpoint == CHAT else "prompt"), f"missing {want}")
 
 
 def _options(src: dict, prefix: str) -> dict[str, Any]:
     """Sampling options shared by both shapes and endpoints; JSON null means "not given"."""
-    max_tokens = _int(src, "max_tokens", prefix, lo=0, hi=MAX_TOKENS_LIMIT)
-    max_completion = _int(src, "max_completion_tokens", prefix, lo=0, hi=MAX_TOKENS_LIMIT)
+    max_tokens = fields.integer(src, "max_tokens", prefix, lo=0, hi=MAX_TOKENS_LIMIT)
+    max_completion = fields.integer(src, "max_completion_tokens", prefix, lo=0, hi=MAX_TOKENS_LIMIT)
     if None not in (max_tokens, max_completion) and max_tokens != max_completion:
-        raise _Invalid(prefix + "max_completion_tokens",
+        raise FieldInvalid(prefix + "max_completion_tokens",
                        f"conflicts with max_tokens ({max_completion} != {max_tokens})")
-    n = _int(src, "n", prefix, lo=1)
+    n = fields.integer(src, "n", prefix, lo=1)
     if n is not None and n != 1:
-        raise _Invalid(prefix + "n", f"only n=1 is supported, got {n}")
-    top_k = _int(src, "top_k", prefix, lo=-1)
+        raise FieldInvalid(prefix + "n", f"only n=1 is supported, got {n}")
+    top_k = fields.integer(src, "top_k", prefix, lo=-1)
     return {
         "max_tokens": max_tokens if max_tokens is not None else max_completion,
-        "temperature": _number(src, "temperature", prefix, lo=0.0, hi=2.0),
-        "top_p": _number(src, "top_p", prefix, lo=0.0, hi=1.0, lo_open=True),
+        "temperature": fields.number(src, "temperature", prefix, lo=0.0, hi=2.0),
+        "top_p": fields.number(src, "top_p", prefix, lo=0.0, hi=1.0, lo_open=True),
         "top_k": top_k if top_k and top_k > 0 else None,
-        "seed": _int(src, "seed", prefix, lo=0, hi=MAX_SEED),
-        "stop": _stop(src.get("stop"), prefix + "stop"),
-        "model": _model(src.get("model"), prefix + "model"),
+        "seed": fields.integer(src, "seed", prefix, lo=0, hi=MAX_SEED),
+        "stop": fields.stop(src.get("stop"), prefix + "stop"),
+        "model": fields.model(src.get("model"), prefix + "model"),
     }
 
 
-def _int(src: dict, name: str, prefix: str, lo: int, hi: int | None = None) -> int | None:
-    value = src.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise _Invalid(prefix + name, f"must be an integer >= {lo}, got {_show(value)}")
-    if hi is not None and value > hi:
-        raise _Invalid(prefix + name, f"must be an integer <= {hi}, got {_show(value)}")
-    return value
-
-
-def _number(src: dict, name: str, prefix: str, lo: float, hi: float | None = None,
-            lo_open: bool = False) -> float | None:
-    value = src.get(name)
-    if value is None:
-        return None
-    rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(prefix + name, f"must be a number in {rng}, got {_show(value)}")
-    number = float(value) if abs(value) < 1e300 else math.inf  # float(10**400) overflows
-    if (not math.isfinite(number) or number < lo or (lo_open and number == lo)
-            or (hi is not None and number > hi)):
-        raise _Invalid(prefix + name, f"must be a finite number in {rng}, got {_show(value)}")
-    return number
-
-
-def _stop(value: Any, field: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or len(items) > MAX_STOP_SEQUENCES:
-        raise _Invalid(field, f"must be a string or an array of at most {MAX_STOP_SEQUENCES} "
-                              f"strings, got {_show(value)}")
-    for i, item in enumerate(items):
-        at = field if isinstance(value, str) else f"{field}[{i}]"
-        _text(item, at)
-    return tuple(items)
-
-
-def _model(value: Any, field: str) -> str | None:
-    if value is None:
-        return None
-    return _text(value, field)
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A short JSON-like rendering of a value for error messages (never dumps a huge value)."""
-    if isinstance(value, (dict, list)):
-        kind, unit = ("an object", "key") if isinstance(value, dict) else ("an array", "item")
-        return f"{kind} with {len(value)} {unit}{'' if len(value) == 1 else 's'}"
-    if isinstance(value, str) and len(value) > limit:
-        value = value[:limit] + "..."
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
-        return f"a {value.bit_length()}-bit integer"
-    text = json.dumps(value, ensure_ascii=True)  # NaN / Infinity render as such
-    return text if len(text) <= limit + 12 else text[: limit + 12] + "..."
