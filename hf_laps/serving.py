@@ -46,12 +46,17 @@ class Submission:
 
 @dataclass
 class Completion:
-    """A request that left the loop: finished (`state`, `timing`) or failed (`error`)."""
+    """A request that left the loop: finished (`state`, `timing`) or failed (`error`).
+
+    `rejected` marks a request refused at admission (the prompt or its options are invalid: the
+    client's fault) as opposed to one whose round failed while it ran (the server's).
+    """
 
     submission: Submission
     state: GenerationState | None = None
     timing: dict | None = None
     error: str | None = None
+    rejected: bool = False
 
     @property
     def ok(self) -> bool:
@@ -71,6 +76,7 @@ class _Live:
     preemptions: int = 0
     switch_seconds: float = 0.0
     parked: bool = False
+    kv_bytes: int = 0  # of both caches, refreshed after each of its rounds (only they change it)
     rounds: list = field(default_factory=list)
     events: list = field(default_factory=list)
 
@@ -150,7 +156,7 @@ class ServingLoop:
                     submission.prompt, request_id=submission.request_id, **submission.generation_kwargs
                 )
             except (ValueError, TypeError) as exc:
-                yield Completion(submission, error=str(exc))
+                yield Completion(submission, error=str(exc), rejected=True)
                 continue
             live = _Live(submission, state, admitted=now)
             if state.finished:  # nothing to generate (budget 0)
@@ -193,6 +199,8 @@ class ServingLoop:
         if live.first_token is None and result.emitted:
             live.first_token = now
         live.rounds.append([result.drafted, result.accepted, result.seconds, result.draft_seconds])
+        if self.kv_budget_bytes is not None:
+            live.kv_bytes = live.state.kv_bytes
         self.policy.on_round(_report(result), now)
         self._collect_events()
         if not result.finished:
@@ -222,11 +230,11 @@ class ServingLoop:
         if self.kv_budget_bytes is None:
             return
         resident = [l for rid, l in self.live.items() if rid != running and not l.parked and l.state.started]
-        total = sum(l.state.kv_bytes for l in resident)
+        total = sum(l.kv_bytes for l in resident)
         for live in sorted(resident, key=lambda l: l.last_run):
             if total <= self.kv_budget_bytes:
                 break
-            total -= live.state.kv_bytes
+            total -= live.kv_bytes
             live.switch_seconds += self._move(live, "cpu")
             live.parked = True
 

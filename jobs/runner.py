@@ -217,7 +217,7 @@ def _serve(config, todo, generator, results, timing, outcome, stop) -> bool:
             results.write(_success(request, completion, model_name))
             outcome.succeeded += 1
         else:
-            results.write(_run_error(request, completion.error))
+            results.write(_run_error(request, completion))
             outcome.failed += 1
         finished += 1
     return finished < len(submissions)  # a signal after the last request changes nothing
@@ -258,9 +258,10 @@ def _success(request: JobRequest, completion, model_name: str) -> dict:
     )
 
 
-def _run_error(request: JobRequest, message: str) -> dict:
-    # prompt-side problems (context window, empty prompt) are the client's: 400; the rest 500
-    client_side = "context window" in message or "prompt is empty" in message
+def _run_error(request: JobRequest, completion) -> dict:
+    # refused at admission (prompt over the context window, bad options): the client's, 400;
+    # a round that failed while running (out of memory, ...): the server's, 500
+    client_side, message = completion.rejected, completion.error
     return error_record(
         custom_id=request.custom_id,
         line_no=request.line_no,
