@@ -47,7 +47,7 @@ class DraftModelBackend:
         sampling = bool(state.generation_config.do_sample)
         eos = state.generation_config._eos_token_tensor
         sequence, tokens, probs = ids, [], []
-        for step in range(k):
+        for _ in range(k):
             out = self.model(input_ids=feed, **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1)
             scores = self._process(state, sequence, out.logits[:, -1, :].float())
             if sampling:
@@ -58,11 +58,18 @@ class DraftModelBackend:
                 token = scores.argmax(dim=-1, keepdim=True)
             tokens.append(token[0])
             sequence = torch.cat([sequence, token], dim=1)
-            # the draft stops proposing at EOS, like transformers' assistant does
-            if eos is not None and bool(torch.isin(token, eos).any()):
-                break
             feed = token
-        return torch.cat(tokens), (torch.stack(probs) if sampling else None)
+        candidates = torch.cat(tokens)
+        q = torch.stack(probs) if sampling else None
+        # The draft stops proposing at EOS, like transformers' assistant. Checked once after the
+        # loop (one host sync per round instead of one per draft token); drafts past an EOS are
+        # dropped, and the draft cache is cropped back past them at rollback.
+        if eos is not None:
+            hits = torch.isin(candidates, eos).nonzero()
+            if hits.numel():
+                end = int(hits[0, 0]) + 1
+                candidates, q = candidates[:end], (q[:end] if q is not None else None)
+        return candidates, q
 
     def _process(self, state: GenerationState, sequence: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Apply the request's processors once (transformers applies its warpers twice: T^2).
