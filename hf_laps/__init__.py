@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "SpeculativeEngine": "hf_laps.engine",
-    "EngineConfig": "hf_laps.engine",
+    "EngineConfig": "hf_laps.engine_config",
     "GenerationState": "hf_laps.state",
     "RoundResult": "hf_laps.state",
     "LapsGenerator": "hf_laps.generator",
