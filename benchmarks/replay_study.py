@@ -16,8 +16,9 @@ from __future__ import annotations
 import statistics
 import sys
 
-from hf_laps.scheduling import (LearnedPredictor, SchedulerConfig, linear_switch_cost, load_traces,
-                                make_policy, make_predictor, simulate)
+from hf_laps.replay import linear_switch_cost, simulate
+from hf_laps.scheduling import (LearnedPredictor, SchedulerConfig, load_traces, make_policy, make_predictor,
+                                policy_entry)
 from hf_laps.workloads import poisson_arrivals
 
 POLICIES = ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd")
@@ -37,7 +38,7 @@ def predictor(name: str, seed: int = 0):
 
 
 def mean_latency(traces, policy: str, pred: str = "learned", config=None, switch=0.0, seed=0) -> float:
-    p = make_policy(policy, config or SchedulerConfig(), predictor(pred, seed) if policy in ("lp-sjf", "laps-sd") else None)
+    p = make_policy(policy, config or SchedulerConfig(), predictor(pred, seed) if policy_entry(policy).needs_predictor else None)
     return simulate(traces, p, switch, record_events=False).mean_latency
 
 

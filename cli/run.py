@@ -5,40 +5,8 @@ import sys
 
 import click
 
-from hf_laps.scheduling import POLICY_NAMES, PREDICTOR_NAMES
-
-
-def model_options(function):
-    """The model flags `run` and `bench` share."""
-    options = [
-        click.option("--model", default=None, help="Target: hub id, local dir or .gguf file. Default: the embedded SmolLM2-135M-Instruct."),
-        click.option("--assistant", default=None, help="Draft model (hub id, dir or .gguf), e.g. JackFram/llama-68m. Default: prompt lookup."),
-        click.option("--prompt-lookup", "prompt_lookup", type=click.IntRange(min=1), default=10, show_default=True, help="Draft length n of prompt-lookup drafting (used when no --assistant)."),
-        click.option("--num-assistant-tokens", type=click.IntRange(min=1), default=5, show_default=True, help="Draft length n of the --assistant model."),
-        click.option("--max-new-tokens", type=click.IntRange(min=0), default=128, show_default=True, help="Default cap on generated tokens (a line's max_tokens wins)."),
-        click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True, help="Default temperature (0 = greedy; a line's temperature wins)."),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True, help="auto = float32 on CPU, bfloat16 on CUDA."),
-        click.option("--trust-remote-code", is_flag=True, help="Allow model repos to run their own code (off by default)."),
-        click.option("--seed", type=int, default=None, help="Seed for sampled requests without their own seed."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def policy_options(function):
-    options = [
-        click.option("--policy", type=click.Choice(POLICY_NAMES), default="laps-sd", show_default=True, help="Scheduling policy."),
-        click.option("--predictor", type=click.Choice(PREDICTOR_NAMES), default="learned", show_default=True, help="Output-length predictor of lp-sjf / laps-sd (oracles need --truth)."),
-        click.option("--predictor-sigma", type=float, default=None, help="noisy-oracle: std of the log-normal error (default 0.5)."),
-        click.option("--history", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Timing logs of earlier jobs to fit the learned predictor on (repeatable)."),
-        click.option("--truth", type=click.Path(exists=True, dir_okay=False), default=None, help="Timing log of an earlier run of this job: true lengths and times for srpt-oracle / oracle predictors."),
-        click.option("--kv-budget-bytes", type=click.IntRange(min=0), default=None, help="Device bytes for paused requests' KV caches; beyond it the least recently run are parked in CPU memory. Default: keep all."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+from hf_laps.cli.options import config_from_options, dataclass_options, model_options, policy_options
+from hf_laps.scheduling import SchedulerConfig
 
 
 def quiet_progress_bars() -> None:
@@ -57,6 +25,7 @@ def quiet_progress_bars() -> None:
 @click.option("--timing-log", type=click.Path(dir_okay=False), default=None, help="Per-request timing JSONL. Default: <output>.timing.jsonl")
 @click.option("--summary", type=click.Path(dir_okay=False), default=None, help="Summary JSON. Default: <output>.summary.json")
 @policy_options
+@dataclass_options(SchedulerConfig)
 @model_options
 @click.option("--resume", is_flag=True, help="Keep the outputs and skip custom_ids already in the results file.")
 @click.option("--ignore-arrivals", is_flag=True, help="Treat every line as arriving at time 0 (ignore arrival_time).")
@@ -70,17 +39,19 @@ def run(input_path, results, no_progress, **options):
     Exit codes: 0 all succeeded, 2 usage or model error, 3 some requests have error records,
     4 an output file could not be written, 130 interrupted.
     """
-    from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig, print_summary, run_job
+    from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig, run_job
+    from hf_laps.jobs.summary import format_summary_table
     from hf_laps.models import ModelLoadError
 
     if no_progress:
         quiet_progress_bars()
 
     try:
-        config = JobConfig(input=input_path, results=results, progress=not no_progress, **options)
+        scheduler = config_from_options(SchedulerConfig, options)
+        config = JobConfig(input=input_path, results=results, progress=not no_progress, scheduler=scheduler, **options)
         outcome = run_job(config)
         if outcome.summary is not None:
-            click.echo(print_summary(outcome.summary))
+            click.echo(format_summary_table(outcome.summary))
         click.echo(
             f"{outcome.succeeded} succeeded, {outcome.failed} failed, {outcome.skipped} already done; "
             f"results: {config.results}  timing log: {config.timing_log}  summary: {config.summary}"

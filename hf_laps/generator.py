@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from hf_laps.engine import EngineConfig, SpeculativeEngine
-from hf_laps.scheduling import SchedulerConfig, make_policy, make_predictor
-from hf_laps.serving import Completion, ServingLoop, Submission
+from hf_laps.engine_executor import EngineExecutor
+from hf_laps.loop import Completion, ServingLoop, Submission
+from hf_laps.scheduling import Policy, SchedulerConfig, make_policy, make_predictor
+from hf_laps.scheduling.records import TimingRecord
 
 PROMPT_COLUMNS = ("prompt", "messages", "text")
 
@@ -36,25 +38,25 @@ class GenerationResult:
     preemptions: int
     metrics: dict = field(default_factory=dict)
     error: str | None = None
-    timing: dict | None = None
+    timing: TimingRecord | None = None
 
     @classmethod
     def from_completion(cls, completion: Completion) -> "GenerationResult":
-        state, timing = completion.state, completion.timing or {}
+        state, record = completion.state, completion.record
         ok = completion.ok and state is not None
         return cls(
             request_id=completion.submission.request_id,
             text=state.text if ok else None,
             token_ids=state.output_ids if ok else [],
             finish_reason=state.finish_reason if ok else None,
-            latency=timing.get("latency"),
-            ttft=(timing["first_token"] - timing["arrival"]) if timing.get("first_token") is not None else None,
+            latency=record.latency if record else None,
+            ttft=record.ttft if record else None,
             prompt_tokens=state.prompt_len if state is not None else 0,
             output_tokens=state.num_generated if ok else 0,
-            preemptions=timing.get("preemptions", 0),
+            preemptions=record.preemptions if record else 0,
             metrics=state.metrics.to_dict() if ok else {},
             error=completion.error,
-            timing=completion.timing,
+            timing=record,
         )
 
 
@@ -164,13 +166,17 @@ class LapsGenerator:
             raise ValueError("chat messages need a tokenizer with a chat template")
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
-    def stream(self, submissions: Sequence[Submission], progress: bool | None = None, loop_hook=None) -> Iterator[Completion]:
+    def stream(self, submissions: Sequence[Submission], progress: bool | None = None, loop_hook=None,
+               policy: Policy | None = None) -> Iterator[Completion]:
         """Run the serving loop; yield each Completion as its request finishes.
 
-        `loop_hook(loop)` is called with the ServingLoop before it starts (the job runner uses it
-        to stop at a round boundary on Ctrl-C).
+        `policy`: a fresh Policy instance for this stream (default: `make_policy()`, from the
+        generator's policy name, scheduler config and predictor). `loop_hook(loop)` is called
+        with the ServingLoop before it starts (the job runner uses it to stop at a round
+        boundary on Ctrl-C).
         """
-        loop = ServingLoop(self.engine, self.make_policy(), kv_budget_bytes=self.kv_budget_bytes)
+        loop = ServingLoop(EngineExecutor(self.engine), policy if policy is not None else self.make_policy(),
+                           kv_budget_bytes=self.kv_budget_bytes)
         if loop_hook is not None:
             loop_hook(loop)
         bar = _progress_bar(len(submissions), self.progress if progress is None else progress)

@@ -21,6 +21,7 @@ from transformers import DynamicCache, GenerationConfig, LogitsProcessorList, St
 
 from hf_laps.compat import cache_layers, cache_length, iter_layer_tensors
 from hf_laps.metrics import SpecMetrics
+from hf_laps.scheduling.types import RoundReport
 
 FORMAT_VERSION = 1
 FINISH_REASONS = ("eos", "length", "stop")
@@ -54,6 +55,12 @@ class RoundResult:
     @property
     def seconds(self) -> float:
         return self.draft_seconds + self.verify_seconds
+
+    def to_report(self) -> RoundReport:
+        """The round as the scheduler sees it (the one conversion engine -> scheduling)."""
+        return RoundReport(request_id=self.request_id, drafted=self.drafted, accepted=self.accepted,
+                           emitted=self.emitted, seconds=self.seconds, draft_seconds=self.draft_seconds,
+                           verify_seconds=self.verify_seconds, finished=self.finished, prefill=self.prefill)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hf_laps.scheduling import synthetic
+from hf_laps.scheduling.records import read_timing_log
 
 WORKLOADS = ("chat", "code", "writing", "mixed")
 # workload -> (module to locate, pip requirement)
@@ -201,19 +202,9 @@ def add_poisson_arrivals(requests: list[dict], *, utilisation: float, service_se
 
 
 def mean_service_seconds(timing_log: str | Path) -> float:
-    """Mean execution seconds per request (`busy_seconds`, else the sum of round seconds) of a
-    measured pass (a timing log of `hf-laps run`); the last record of a custom_id counts."""
-    records: dict = {}
-    with open(timing_log, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and not record.get("error"):
-                records[record.get("custom_id")] = record
-    seconds = [float(r["busy_seconds"]) if r.get("busy_seconds") is not None
-               else sum(float(x[2]) for x in r.get("rounds") or []) for r in records.values()]
+    """Mean execution seconds per request (the sum of its round seconds) of a measured pass (a
+    timing log of `hf-laps run`, read by the one timing-log reader)."""
+    seconds = [r.busy_seconds for r in read_timing_log(timing_log)]
     seconds = [s for s in seconds if s > 0]
     if not seconds:
         raise ValueError(f"{timing_log}: no request with measured service time")

@@ -23,6 +23,8 @@ from hf_laps.jobs.requests import JobRequest, LineError, parse_line, read_reques
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys
 from hf_laps.jobs.stopping import graceful_stop
 from hf_laps.jobs.summary import format_summary_table, summarize
+from hf_laps.scheduling import SchedulerConfig
+from hf_laps.scheduling.records import TimingRecord, read_timing_log
 from hf_laps.workloads import poisson_arrivals
 
 # exit codes (documented in docs/guarantees.md)
@@ -61,6 +63,7 @@ class JobConfig:
     ignore_arrivals: bool = False
     arrival_rate: float | None = None  # requests/s: Poisson arrivals in input order (seeded)
     progress: bool = True
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability knobs
 
     def __post_init__(self) -> None:
         stem = str(Path(self.results).with_suffix(""))
@@ -85,8 +88,12 @@ class JobOutcome:
     counts: dict = field(default_factory=dict)
 
 
-def run_job(config: JobConfig, generator=None) -> JobOutcome:
-    """Run the job; never raises for bad requests or output errors (see the exit codes)."""
+def run_job(config: JobConfig, generator=None, policy=None) -> JobOutcome:
+    """Run the job; never raises for bad requests or output errors (see the exit codes).
+
+    `generator`: a loaded LapsGenerator (default: built from `config`); `policy`: a fresh Policy
+    instance to schedule with (default: the generator's, from `config.policy`).
+    """
     try:
         requests, line_errors = load_requests(config.input)
     except (OSError, ValueError) as exc:
@@ -102,7 +109,7 @@ def run_job(config: JobConfig, generator=None) -> JobOutcome:
             with JsonlSink(config.results, resume=config.resume) as results, JsonlSink(
                 config.timing_log, resume=config.resume
             ) as timing:
-                return _run(config, requests, line_errors, results, timing, generator, stop)
+                return _run(config, requests, line_errors, results, timing, generator, stop, policy)
         except SinkError as exc:
             return JobOutcome(EXIT_OUTPUT_ERROR, message=f"output error: {exc}")
 
@@ -126,7 +133,7 @@ def _row_request(index: int, row: dict) -> dict:
     return row
 
 
-def _run(config, requests, line_errors, results, timing, generator, stop) -> JobOutcome:
+def _run(config, requests, line_errors, results, timing, generator, stop, policy) -> JobOutcome:
     done = completed_keys(config.results) if config.resume else set()
     outcome = JobOutcome(EXIT_OK)
     for error in line_errors:
@@ -139,7 +146,7 @@ def _run(config, requests, line_errors, results, timing, generator, stop) -> Job
     if todo:
         if generator is None and not stop.requested:
             generator = build_generator(config)
-        interrupted = stop.requested or _serve(config, todo, generator, results, timing, outcome, stop)
+        interrupted = stop.requested or _serve(config, todo, generator, results, timing, outcome, stop, policy)
         if interrupted:
             outcome.exit_code = EXIT_INTERRUPTED
             outcome.message = "interrupted at a round boundary; rerun with --resume to finish"
@@ -182,6 +189,7 @@ def build_generator(config: JobConfig):
         dtype=config.dtype,
         trust_remote_code=config.trust_remote_code,
         policy=config.policy,
+        scheduler_config=config.scheduler,
         engine_config=EngineConfig(
             num_assistant_tokens=config.num_assistant_tokens, prompt_lookup_num_tokens=config.prompt_lookup
         ),
@@ -192,7 +200,7 @@ def build_generator(config: JobConfig):
     )
 
 
-def _serve(config, todo, generator, results, timing, outcome, stop) -> bool:
+def _serve(config, todo, generator, results, timing, outcome, stop, policy) -> bool:
     """Run the requests; True when interrupted (Ctrl-C / SIGTERM) before all were written."""
     truth = load_truth(config.truth) if config.truth else {}
     by_id = {r.custom_id: r for r in todo}
@@ -210,10 +218,10 @@ def _serve(config, todo, generator, results, timing, outcome, stop) -> bool:
         outcome.failed += 1
     model_name = config.model or "SmolLM2-135M-Instruct (embedded)"
     finished = 0
-    for completion in generator.stream(submissions, loop_hook=stop.attach):
+    for completion in generator.stream(submissions, loop_hook=stop.attach, policy=policy):
         request = by_id[completion.submission.request_id]
         if completion.ok:
-            timing.write(completion.timing)  # before the result: the result is the commit
+            timing.write(completion.record.to_json())  # before the result: the result is the commit
             results.write(_success(request, completion, model_name))
             outcome.succeeded += 1
         else:
@@ -234,8 +242,8 @@ def _submission(config, generator, request: JobRequest, truth: dict):
     submission = generator.submission(request.custom_id, prompt, kwargs, arrival)
     known = truth.get(request.custom_id)
     if known is not None:
-        submission.true_output_tokens = known["output_tokens"]
-        submission.true_service_seconds = known["busy_seconds"]
+        submission.true_output_tokens = known.output_tokens
+        submission.true_service_seconds = known.busy_seconds
     elif config.policy == "srpt-oracle":
         raise ValueError("srpt-oracle needs the true execution time: pass --truth with the timing log of an earlier run of this job")
     return submission
@@ -254,7 +262,7 @@ def _success(request: JobRequest, completion, model_name: str) -> dict:
         prompt_tokens=state.prompt_len,
         completion_tokens=state.num_generated,
         model=model_name,
-        extra={"hf_laps": {"latency": completion.timing["latency"], "metrics": state.metrics.to_dict()}},
+        extra={"hf_laps": {"latency": completion.record.latency, "metrics": state.metrics.to_dict()}},
     )
 
 
@@ -272,26 +280,15 @@ def _run_error(request: JobRequest, completion) -> dict:
     )
 
 
-def load_truth(path: str) -> dict[str, dict]:
-    """custom_id -> timing record of an earlier run (output_tokens, busy_seconds)."""
-    truth = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            with contextlib.suppress(ValueError, KeyError):
-                record = json.loads(line)
-                truth[record["custom_id"]] = record
-    return truth
+def load_truth(path: str) -> dict[str, TimingRecord]:
+    """custom_id -> timing record of an earlier run (its output_tokens and busy_seconds)."""
+    return {record.custom_id: record for record in read_timing_log(path)}
 
 
 def _read_timing(path: str) -> list[dict]:
-    records = []
     if not os.path.exists(path):
-        return records
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            with contextlib.suppress(ValueError):
-                records.append(json.loads(line))
-    return records
+        return []
+    return [record.to_json() for record in read_timing_log(path)]
 
 
 def _write_summary(config: JobConfig) -> dict:
@@ -307,10 +304,6 @@ def _write_summary(config: JobConfig) -> dict:
     except OSError as exc:
         raise SinkError(config.summary, exc.strerror or str(exc), exc.errno) from exc
     return summary
-
-
-def print_summary(summary: dict) -> str:
-    return format_summary_table(summary)
 
 
 __all__ = ["JobConfig", "JobOutcome", "run_job", "load_truth", "EXIT_OK", "EXIT_USAGE", "EXIT_REQUEST_ERRORS", "EXIT_OUTPUT_ERROR", "EXIT_INTERRUPTED"]

@@ -10,9 +10,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from hf_laps.bench.policies import BenchConfig, Probe, format_bench_table, headline, replay, truth_of
+from hf_laps.jobs.bench import BenchConfig, Probe, format_bench_table, headline, replay, truth_of
 from hf_laps.cli.bench import bench
-from hf_laps.scheduling import dump_traces, make_policy, make_predictor, simulate, synthetic_traces
+from hf_laps.replay import simulate
+from hf_laps.scheduling import dump_traces, make_policy, make_predictor, synthetic_traces
 
 POLICIES = ("fcfs", "las", "lp-sjf", "laps-sd", "srpt-oracle")
 JOB = [

@@ -33,7 +33,7 @@ def test_dataset_input_and_arrivals(target):
     gen = LapsGenerator(target, policy="fcfs", progress=False)
     results = gen.generate(data, arrivals=[0.0, 0.05, 0.1], max_new_tokens=5, do_sample=False)
     assert [len(r.token_ids) for r in results] == [5, 5, 5]
-    assert results[2].timing["arrival"] == 0.1 and results[2].timing["start"] >= 0.1
+    assert results[2].timing.arrival == 0.1 and results[2].timing.start >= 0.1
     with pytest.raises(ValueError, match="column"):
         gen.generate(datasets.Dataset.from_dict({"q": ["x"]}))
 

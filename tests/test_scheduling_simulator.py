@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from hf_laps.scheduling import (POLICY_NAMES, Trace, TraceRound, linear_switch_cost,
-                                make_predictor, simulate, synthetic_traces)
+from hf_laps.replay import linear_switch_cost, simulate
+from hf_laps.scheduling import POLICY_NAMES, RoundRecord, Trace, make_predictor, synthetic_traces
 from hf_laps.scheduling.policy import BasePolicy
 
 
@@ -81,7 +81,7 @@ def handmade(lengths_in_rounds, accepted=(1, 2, 3), drafted=4, seconds=0.1):
     for i, rounds in enumerate(lengths_in_rounds):
         a = accepted[i % len(accepted)]
         traces.append(Trace(f"r{i:02d}", 0.0, 16, 10_000, rounds * (a + 1),
-                            tuple(TraceRound(drafted, a, seconds, 0.04) for _ in range(rounds))))
+                            tuple(RoundRecord(drafted=drafted, accepted=a, seconds=seconds, draft_seconds=0.04) for _ in range(rounds))))
     return traces
 
 
@@ -123,9 +123,9 @@ def test_no_starvation_beyond_the_busy_period():
     1 - rho, and cannot be starved."""
     rho, s = 0.8, 0.5
     long = Trace("long", 0.0, 16, 10_000, 1000,
-                 tuple(TraceRound(4, 2, 0.1, 0.04) for _ in range(200)))       # S = 20 s
+                 tuple(RoundRecord(drafted=4, accepted=2, seconds=0.1, draft_seconds=0.04) for _ in range(200)))       # S = 20 s
     shorts = [Trace(f"s{i:04d}", i * s / rho, 16, 10_000, 15,
-                    tuple(TraceRound(4, 2, 0.1, 0.04) for _ in range(5)))       # s = 0.5 s
+                    tuple(RoundRecord(drafted=4, accepted=2, seconds=0.1, draft_seconds=0.04) for _ in range(5)))       # s = 0.5 s
               for i in range(600)]                                            # 375 s of arrivals
     bound = (20.0 + s) / (1 - rho)
     for name in POLICY_NAMES:
@@ -158,7 +158,7 @@ def test_summary_fields_and_strict_json_events():
     traces = synthetic_traces(12, tail="heavy", arrivals="poisson", utilisation=0.7, seed=4)
     summary = simulate(traces, "fcfs").summary()
     for key in ("latency_mean", "latency_p50", "latency_p90", "latency_p99", "ttft_mean",
-                "makespan", "tokens_per_s", "preemptions", "switch_seconds"):
+                "makespan", "tokens_per_second", "preemptions", "switch_seconds"):
         assert math.isfinite(summary[key]), key
     result = sim(traces, "laps-sd")
     kinds = {e["event"] for e in result.events}

@@ -73,10 +73,13 @@ def test_poisson_arrivals_have_the_target_rate():
 
 
 def test_mean_service_seconds_of_a_timing_log(tmp_path):
+    def rec(cid, rounds):
+        return {"custom_id": cid, "prompt_tokens": 3, "output_tokens": len(rounds), "max_new_tokens": 8,
+                "rounds": rounds}
     log = tmp_path / "t.jsonl"
     log.write_text("\n".join(json.dumps(r) for r in [
-        {"custom_id": "a", "busy_seconds": 9.0}, {"custom_id": "a", "busy_seconds": 1.0},  # re-run: last counts
-        {"custom_id": "b", "rounds": [[4, 2, 2.0], [4, 4, 1.0]]}, {"custom_id": "c", "error": "x"}]) + "\nnot json\n")
+        rec("a", [[0, 0, 9.0]]), rec("a", [[0, 0, 1.0]]),  # re-run: last counts
+        rec("b", [[4, 2, 2.0], [4, 4, 1.0]]), {"custom_id": "c", "error": "x"}]) + '\n{"custom_id": "torn')
     assert wl.mean_service_seconds(log) == pytest.approx(2.0)
 
 

@@ -26,11 +26,11 @@ import platform
 import time
 from dataclasses import dataclass
 
-from ..scheduling import (POLICY_NAMES, SchedulerConfig, linear_switch_cost, make_predictor, mape,
-                          simulate, synthetic_traces)
+from ..replay import linear_switch_cost, simulate
+from ..scheduling import (POLICY_NAMES, SchedulerConfig, baseline_names, make_predictor, mape, policy_entry,
+                          synthetic_traces)
 from ..stats import mean
 
-BASELINES = ("fcfs", "las", "lp-sjf")
 PREDICTORS = ("learned", "noisy-0.5", "noisy-1.0", "oracle")
 GOAL_BEST, GOAL_SRPT = 0.61, 1.10
 
@@ -109,7 +109,7 @@ class Study:
 
     def latency(self, workload: Workload, policy: str, pred: str = "learned", k: int = 4) -> float:
         """Mean over seeds of the mean latency."""
-        uses = policy in ("lp-sjf", "laps-sd")
+        uses = policy_entry(policy).needs_predictor
         key = (workload, policy, pred if uses else None, k if policy in ("las", "laps-sd") else 4)
         if key not in self._cache:
             self._cache[key] = self._run(workload, policy, pred, k)
@@ -119,7 +119,7 @@ class Study:
         values = []
         for seed in self.seeds(workload):
             traces, learned = self._setup(workload, seed)
-            uses = policy in ("lp-sjf", "laps-sd")
+            uses = policy_entry(policy).needs_predictor
             result = simulate(traces, policy, self.switch, config=SchedulerConfig(num_queues=k),
                               predictor=predictor(pred, learned) if uses else None,
                               record_events=False)
@@ -128,7 +128,7 @@ class Study:
 
     def ratios(self, workload: Workload, pred: str, k: int = 4) -> tuple[float, float, str]:
         """(laps-sd / best of fcfs, las, lp-sjf; laps-sd / srpt-oracle; the best baseline)."""
-        base = {name: self.latency(workload, name, pred) for name in BASELINES}
+        base = {name: self.latency(workload, name, pred) for name in baseline_names()}
         best = min(base, key=base.get)
         laps = self.latency(workload, "laps-sd", pred, k)
         return laps / base[best], laps / self.latency(workload, "srpt-oracle"), best

@@ -1,15 +1,20 @@
 """SchedulerConfig: every knob of the K-queue policies (LAS and LAPS-SD), validated on construction.
 
-Each default is the value fixed in ../shared/design/laps-sd-spec.md; the comment on each field
-names the spec line (D1..D7 = its DECISIONS list). Fields map one to one onto CLI flags
-(`num_queues` -> `--num-queues`).
+Each default is the value the paper states or, where it is silent, the choice explained in
+docs/design.md. Fields map one to one onto CLI flags (`num_queues` -> `--num-queues`), generated
+from the dataclass with each field's help text.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 ATTAINED_UNITS = ("seconds", "rounds")
+
+
+def _knob(default, help: str):
+    """A config field with its help text (the CLI flag generated from the field shows it)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -21,31 +26,26 @@ class SchedulerConfig:
     Sup_j = Sup_1 * M**(j-1); queue K has no upper bound.
     """
 
-    # D1: attained service is measured in SECONDS of execution (prefill and rounds), so attained
-    # and perceived (T_rem) service share one scale. "rounds" counts rounds instead (ablation).
-    attained_unit: str = "seconds"
-    # D2: K = 4 queues ("K=6 best at 10 requests, K=4 at 30" in the paper's figures).
-    num_queues: int = 4
-    # D2: M = 2, Sup_j = Sup_1 * M**(j-1).
-    threshold_multiplier: float = 2.0
-    # D2: Sup_1 = the time of 8 rounds, measured at job start from the first rounds.
-    sup1_rounds: int = 8
-    # D2 override: a fixed Sup_1 in `attained_unit`s; None = measure it as above.
-    sup1_seconds: float | None = None
-    # D2: before the first round is measured there is no threshold yet ("measured ... from the
-    # first rounds"), so Sup_1 = +inf: nobody is demoted until the first measurement.
-    sup1_fallback_seconds: float = math.inf
-    # D3: a running non-perceptible request is not preempted by its queue-mates before it
-    # reaches its threshold (avoids switch overhead). False = FCFS head always wins.
-    run_to_threshold: bool = True
-    # D4: stability test window W (rounds), at least W rounds before a request can be stable.
-    stability_window: int = 4
-    # D4: the running mean of the acceptance rate moved by at most delta over the last W rounds.
-    stability_delta: float = 0.05
-    # D4: the per-round acceptance rates of the last W rounds have std <= gamma.
-    stability_gamma: float = 0.25
-    # D4/D7: False never makes a request perceptible: LAPS-SD becomes LAS (the ablation).
-    perceptible: bool = True
+    attained_unit: str = _knob(
+        "seconds", "Unit of attained service: seconds of execution (prefill and rounds, so attained and "
+        "estimated remaining service share one scale) or rounds (an ablation).")
+    num_queues: int = _knob(4, "K, the number of priority queues (the paper: K=6 best at 10 requests, K=4 at 30).")
+    threshold_multiplier: float = _knob(2.0, "M: queue j's upper bound is Sup_1 * M**(j-1).")
+    sup1_rounds: int = _knob(8, "Sup_1 is the time of this many rounds, measured from the job's first rounds.")
+    sup1_seconds: float | None = _knob(None, "A fixed Sup_1 in attained units instead of measuring it.")
+    sup1_fallback_seconds: float = _knob(
+        math.inf, "Sup_1 before the first round is measured (inf: nobody is demoted before then).")
+    run_to_threshold: bool = _knob(
+        True, "A running request that is not yet perceptible keeps running until it reaches its queue's "
+        "threshold (avoids switch overhead); off: the queue's FCFS head always wins.")
+    stability_window: int = _knob(4, "W: rounds of acceptance history the stability test looks at.")
+    stability_delta: float = _knob(
+        0.05, "Stable when the running mean acceptance rate moved by at most this over the last W rounds.")
+    stability_gamma: float = _knob(
+        0.25, "... and the per-round acceptance rates of the last W rounds have a std of at most this.")
+    perceptible: bool = _knob(
+        True, "Requests whose acceptance is stable are ordered by estimated remaining time; off: LAPS-SD "
+        "becomes LAS (the ablation).")
 
     def __post_init__(self) -> None:
         _check_int("num_queues", self.num_queues, 1)

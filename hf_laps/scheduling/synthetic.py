@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import random
 
-from .traces import Trace, TraceRound
+from .records import RoundRecord
+from .traces import Trace
 
 TAILS = ("light", "heavy")
 ARRIVALS = ("burst", "poisson")
@@ -127,7 +128,7 @@ def synthetic_traces(num_requests: int, *, tail: str = "light", arrivals: str = 
             seconds = draft_s + t_target * (1.0 + context_slowdown * context / 8192)
             if k == 0:
                 seconds += prompt_tokens * prefill_seconds_per_token
-            rounds.append(TraceRound(drafted, accepted, seconds, draft_s))
+            rounds.append(RoundRecord(drafted=drafted, accepted=accepted, seconds=seconds, draft_seconds=draft_s))
             generated += accepted + 1
         bodies.append((f"{id_prefix}-{i:05d}", prompt_tokens, length, tuple(rounds), prompt))
     times = [0.0] * num_requests

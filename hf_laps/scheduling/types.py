@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .records import RoundRecord
+
 
 @dataclass(frozen=True)
 class RequestSpec:
@@ -41,7 +43,7 @@ class RequestSpec:
                              f"got {self.prompt_tokens}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RoundReport:
     """What one speculative round of one request did.
 
@@ -78,3 +80,8 @@ class RoundReport:
         if self.seconds < 0:
             raise ValueError(f"round of {self.request_id!r}: seconds must be >= 0, "
                              f"got {self.seconds}")
+
+    def to_record(self) -> RoundRecord:
+        """The round as the timing log keeps it."""
+        return RoundRecord(drafted=self.drafted, accepted=self.accepted, seconds=self.seconds,
+                           draft_seconds=self.draft_seconds)

@@ -1,5 +1,7 @@
 """The policy benchmark behind `hf-laps bench`: every policy on real models and real prompts.
 
+It runs whole jobs (hf_laps.jobs.runner), so it lives with the jobs, not in the library.
+
     result = run_bench(BenchConfig(input="prompts.jsonl", policies=("fcfs", "laps-sd")))
     print(format_bench_table(result))
 
@@ -8,8 +10,8 @@
    the truth holds for every policy; srpt-oracle and the oracle predictors read it.
 2. REAL: every policy runs for real in this process on the same loaded models, repetitions
    interleaved (rep 0 in the given order, rep 1 in reverse, ...) so machine drift hits all alike.
-3. REPLAY: the recorded traces go through `simulate` under every policy; real / replayed mean
-   latency per policy validates the simulator.
+3. REPLAY: the recorded traces go through `simulate` (the serving loop on a virtual clock) under
+   every policy; real / replayed mean latency per policy validates the cost model.
 
 Estimation errors come from a thin wrapper around each policy (`Probe`): the length predictor's
 prediction at admission (MAPE against the true length) and, for laps-sd, T_rem at the round a
@@ -22,11 +24,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hf_laps.jobs.runner import JobConfig, build_generator, load_requests, run_job
 from hf_laps.jobs.summary import summarize
-from hf_laps.scheduling import (LearnedPredictor, Policy, SchedulerConfig, load_length_examples,
-                                load_traces, make_policy, make_predictor, mape, simulate)
+from hf_laps.replay import ParametricCost, simulate
+from hf_laps.scheduling import (LearnedPredictor, Policy, SchedulerConfig, baseline_names, load_length_examples,
+                                load_traces, make_policy, make_predictor, mape, policy_entry, policy_names,
+                                read_timing_log)
 
-BASELINES = ("fcfs", "las", "lp-sjf")
 
 
 @dataclass
@@ -34,7 +38,7 @@ class BenchConfig:
     """`hf-laps bench` options (model options as `hf-laps run`)."""
 
     input: str
-    policies: tuple[str, ...] = ("fcfs", "las", "lp-sjf", "laps-sd", "srpt-oracle")
+    policies: tuple[str, ...] = field(default_factory=policy_names)
     repeats: int = 1
     out_dir: str = "bench-out"
     record: str | None = None  # an existing timing log of this job: skip the recording run
@@ -42,16 +46,17 @@ class BenchConfig:
     predictor: str = "learned"
     predictor_sigma: float | None = None
     history: tuple[str, ...] = ()
-    num_queues: int = 4
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     replay_switch_seconds: float = 0.0
+    replay_cost: str = "recorded"  # or "paper-pair-gpu": ParametricCost.paper_pair_gpu()
     job_options: dict = field(default_factory=dict)  # model options of JobConfig
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
-        unknown = [p for p in self.policies if p not in ("fcfs", "las", "lp-sjf", "laps-sd", "srpt-oracle")]
+        unknown = [p for p in self.policies if p not in policy_names()]
         if unknown or not self.policies:
-            raise ValueError(f"unknown policies {unknown}; choose from fcfs,las,lp-sjf,laps-sd,srpt-oracle")
+            raise ValueError(f"unknown policies {unknown}; choose from {','.join(policy_names())}")
 
 
 class Probe(Policy):
@@ -121,8 +126,8 @@ def make_length_predictor(cfg: BenchConfig, exclude: set[str]):
 
 
 def new_probe(name: str, cfg: BenchConfig, exclude: set[str]) -> Probe:
-    config = SchedulerConfig(num_queues=cfg.num_queues)
-    predictor = make_length_predictor(cfg, exclude) if name in ("lp-sjf", "laps-sd") else None
+    config = cfg.scheduler
+    predictor = make_length_predictor(cfg, exclude) if policy_entry(name).needs_predictor else None
     return Probe(make_policy(name, config, predictor))
 
 
@@ -131,66 +136,56 @@ def replay(traces, cfg: BenchConfig) -> dict[str, dict]:
     ids, truth, out = {t.custom_id for t in traces}, truth_of(traces), {}
     for name in cfg.policies:
         probe = new_probe(name, cfg, ids)
-        result = simulate(traces, probe, cfg.replay_switch_seconds, record_events=False)
+        result = simulate(traces, probe, cfg.replay_switch_seconds, cost=replay_cost_model(cfg), record_events=False)
         out[name] = result.summary() | probe.errors(truth) | {"latencies": result.latencies}
     return out
 
 
-def _job_config(cfg: BenchConfig, results: Path, policy: str, truth: str | None):
-    from hf_laps.jobs.runner import JobConfig
+def replay_cost_model(cfg: BenchConfig):
+    """None (the recorded seconds) or the parametric GPU model of the paper's pair."""
+    if cfg.replay_cost == "recorded":
+        return None
+    if cfg.replay_cost == "paper-pair-gpu":
+        return ParametricCost.paper_pair_gpu()
+    raise ValueError(f"unknown replay cost model {cfg.replay_cost!r}")
 
-    return JobConfig(input=cfg.input, results=str(results), policy=policy, truth=truth, progress=False, **cfg.job_options)
 
-
-def _read_jsonl(path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+def _job_config(cfg: BenchConfig, results: Path, policy: str, truth: str | None) -> JobConfig:
+    return JobConfig(input=cfg.input, results=str(results), policy=policy, truth=truth, progress=False,
+                     scheduler=cfg.scheduler, **cfg.job_options)
 
 
 def real_run(cfg: BenchConfig, generator, name: str, tag: str, truth_path: str | None, exclude: set[str]) -> dict:
     """One real run of the job under `name`; its summary, estimation errors and timing log path."""
-    from hf_laps.jobs.runner import run_job
-
     out = Path(cfg.out_dir)
     job = _job_config(cfg, out / f"{tag}.results.jsonl", name, truth_path)
     for path in (job.results, job.timing_log, job.summary):
         Path(path).unlink(missing_ok=True)
-    probes = []
-
-    def make():  # the serving loop asks the generator for its policy once per stream
-        probes.append(new_probe(name, cfg, exclude))
-        return probes[-1]
-
-    generator.make_policy = make
+    probe = new_probe(name, cfg, exclude)
     started = time.perf_counter()
-    outcome = run_job(job, generator=generator)
+    outcome = run_job(job, generator=generator, policy=probe)
     wall = time.perf_counter() - started
     if outcome.exit_code != 0:
         raise RuntimeError(f"{name} run failed (exit {outcome.exit_code}): {outcome.message}; see {job.results}")
-    records = _read_jsonl(job.timing_log)
-    own = {r["custom_id"]: (r["output_tokens"], [x[2] for x in r["rounds"]]) for r in records}
-    summary = summarize(records, wall_seconds=wall)
-    # the simulator on this run's own rounds, same policy: real / self-replay isolates the
-    # simulator's fidelity from the machine's drift between the recording and this run
+    records = read_timing_log(job.timing_log)
+    summary = summarize([r.to_json() for r in records], wall_seconds=wall)
+    # the replayer on this run's own rounds, same policy: real / self-replay isolates the cost
+    # model's fidelity from the machine's drift between the recording and this run
     traces = load_traces(job.timing_log)
     summary["self_replay_mean"] = simulate(traces, new_probe(name, cfg, exclude), record_events=False).mean_latency
-    summary["latencies"] = [r["latency"] for r in records]
+    summary["latencies"] = [r.latency for r in records]
     summary["timing_log"] = str(job.timing_log)
-    return summary | (probes[-1].errors(own) if probes else {})
+    return summary | probe.errors(truth_of(traces))
 
 
 def run_bench(cfg: BenchConfig, generator=None, log=print) -> dict:
     """Record, run every policy for real (unless replay_only), replay; returns the result dict."""
-    from hf_laps.jobs.runner import load_requests
-
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     requests, errors = load_requests(cfg.input)
     if errors:
         raise ValueError(f"{cfg.input}: {len(errors)} invalid lines (first: {errors[0]})")
     exclude = {r.custom_id for r in requests}
     if generator is None and (cfg.record is None or not cfg.replay_only):
-        from hf_laps.jobs.runner import build_generator
-
         started = time.perf_counter()
         generator = build_generator(_job_config(cfg, Path(cfg.out_dir) / "load.jsonl", "fcfs", None))
         log(f"models loaded in {time.perf_counter() - started:.1f} s")
@@ -220,6 +215,7 @@ def run_bench(cfg: BenchConfig, generator=None, log=print) -> dict:
 
 def _public(cfg: BenchConfig) -> dict:
     out = asdict(cfg)
+    out["scheduler"] = cfg.scheduler.as_dict()
     out["policies"] = list(cfg.policies)
     return out
 
@@ -246,7 +242,7 @@ def headline(result: dict) -> dict:
         if "laps-sd" not in means:
             continue
         laps, h = means["laps-sd"], {}
-        baselines = {b: means[b] for b in BASELINES if b in means}
+        baselines = {b: means[b] for b in baseline_names() if b in means}
         if baselines:
             best = min(baselines, key=baselines.get)
             h["best_baseline"], h["laps_over_best"] = best, laps / baselines[best]
@@ -281,7 +277,7 @@ def format_bench_table(result: dict) -> str:
             lmape, tmape = r.get("length_mape"), r.get("t_rem_mape")
         else:
             row = "".join(f"{_f(s[k], '.2f'):>8}" for k in ("latency_mean", "latency_p50", "latency_p90", "latency_p99", "ttft_mean"))
-            row += f"{_f(s['makespan'], '.1f'):>9}{_f(s['tokens_per_s'], '.1f'):>7}{s['preemptions']:>8}{'-':>6}"
+            row += f"{_f(s['makespan'], '.1f'):>9}{_f(s['tokens_per_second'], '.1f'):>7}{s['preemptions']:>8}{'-':>6}"
             agree = self_agree = None
             lmape, tmape = s.get("length_mape"), s.get("t_rem_mape")
         lines.append(f"{name:<12}{row}{_f(s['latency_mean']):>8}{_f(agree, '.3f'):>9}{_f(self_agree, '.3f'):>10}"

@@ -1,0 +1,344 @@
+"""The serving loop: the one driver of every run, real or replayed. Batch size 1.
+
+    loop = ServingLoop(EngineExecutor(engine), policy)                 # real models, real clock
+    loop = ServingLoop(TraceReplayer(traces, cost), policy, clock=VirtualClock())   # a replay
+    for completion in loop.run(submissions):
+        ...   # one Completion per request, in the order requests finish
+
+At every round boundary the loop admits the requests whose arrival the clock has reached, asks
+the policy which request runs next, starts or resumes it, runs exactly one speculative round,
+and reports the round to the policy. Running another request than last round is a preemption of
+the one that ran last. KV caches of paused requests stay on the device while their bytes fit
+`kv_budget_bytes`; beyond it the least recently run ones are parked in CPU memory and moved back
+when they run again: the seconds spent moving are the request's switch cost.
+
+What a request costs comes from the executor (`Executor`): the engine executor measures it, the
+trace replayer takes it from a cost model. The loop charges every cost to its clock: a
+`RealClock` ignores the charge (the time really passed), a `VirtualClock` advances by it. So a
+real run and its replay differ only by the cost model, never by the rules.
+
+Under greedy decoding a request's tokens do not depend on the schedule (tests check it): the
+policy changes only WHEN rounds run, never what a round computes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from hf_laps.scheduling import Policy, RequestSpec, RoundReport
+from hf_laps.scheduling.records import RoundRecord, TimingRecord
+
+
+@dataclass
+class Submission:
+    """One request handed to the loop.
+
+    prompt: text or token ids; generation_kwargs: as `SpeculativeEngine.start`;
+    arrival: seconds after the loop starts (0 for an offline batch);
+    prompt_text: the text the length predictor sees (defaults to the prompt if it is text);
+    true_output_tokens / true_service_seconds: ground truth from an earlier run of the same
+        request, read only by the oracle predictors and srpt-oracle.
+    """
+
+    request_id: str
+    prompt: Any
+    generation_kwargs: dict = field(default_factory=dict)
+    arrival: float = 0.0
+    prompt_text: str | None = None
+    true_output_tokens: int | None = None
+    true_service_seconds: float | None = None
+
+    @property
+    def text(self) -> str | None:
+        if self.prompt_text is not None:
+            return self.prompt_text
+        return self.prompt if isinstance(self.prompt, str) else None
+
+
+class RequestRejected(ValueError):
+    """The executor refused a request at admission (invalid prompt or options: the client's fault)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started:
+    """An admitted request: what the policy is told, and what admitting it cost."""
+
+    spec: RequestSpec
+    seconds: float = 0.0
+    done: bool = False        # nothing to generate (a budget of 0 tokens): finished at admission
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finished:
+    """What the executor hands back when a request leaves: the facts of its output."""
+
+    prompt_tokens: int
+    output_tokens: int
+    max_new_tokens: int
+    finish_reason: str | None
+    metrics: dict = field(default_factory=dict)
+    features: dict | None = None
+    payload: Any = None       # the engine's GenerationState (None in a replay)
+
+
+class Executor(Protocol):
+    """Runs requests for the loop; every method that takes time reports its seconds."""
+
+    def start(self, submission: Submission) -> Started:
+        """Admit a request; raises RequestRejected when it is invalid."""
+
+    def run_round(self, request_id: str) -> RoundReport:
+        """One speculative round of a started request (its first one also prefills)."""
+
+    def has_cache(self, request_id: str) -> bool:
+        """Whether the request holds KV caches (it ran a round): only those can be parked."""
+
+    def kv_bytes(self, request_id: str) -> int:
+        """Bytes of the request's KV caches (what parking it moves)."""
+
+    def park(self, request_id: str) -> float:
+        """Move its caches to CPU memory; returns the seconds it took."""
+
+    def unpark(self, request_id: str) -> float:
+        """Move its caches back to the device; returns the seconds it took."""
+
+    def release(self, request_id: str) -> Finished:
+        """The request left the loop (finished or failed): drop it, return its facts."""
+
+
+class RealClock:
+    """Wall-clock seconds since `reset`; costs are not charged (the time really passed)."""
+
+    def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
+        self.timer = timer
+        self._t0 = timer()
+
+    def reset(self) -> None:
+        self._t0 = self.timer()
+
+    def now(self) -> float:
+        return self.timer() - self._t0
+
+    def charge(self, seconds: float) -> None:
+        """Nothing to do: the work took its time on this clock already."""
+
+    def wait_until(self, moment: float, stopped: Callable[[], bool]) -> None:
+        while not stopped() and self.now() < moment:
+            time.sleep(min(0.05, max(0.0, moment - self.now())))
+
+
+class VirtualClock:
+    """Simulated seconds: advances only by the costs charged to it and by waiting."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def reset(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def charge(self, seconds: float) -> None:
+        self.t += seconds
+
+    def wait_until(self, moment: float, stopped: Callable[[], bool]) -> None:
+        self.t = max(self.t, moment)
+
+
+@dataclass
+class Completion:
+    """A request that left the loop: finished (`record`) or failed (`error`).
+
+    `rejected` marks a request refused at admission (the prompt or its options are invalid: the
+    client's fault) as opposed to one whose round failed while it ran (the server's).
+    `state` is the executor's payload (the engine's GenerationState; None in a replay).
+    """
+
+    submission: Submission
+    state: Any = None
+    record: TimingRecord | None = None
+    error: str | None = None
+    rejected: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Live:
+    """Loop-side timeline of an admitted request."""
+
+    submission: Submission
+    admitted: float
+    admit_seconds: float
+    start: float | None = None
+    first_token: float | None = None
+    last_run: float = 0.0
+    preemptions: int = 0
+    switch_seconds: float = 0.0
+    parked: bool = False
+    kv_bytes: int = 0  # refreshed after each of its rounds (only they change it)
+    rounds: list[RoundRecord] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+
+
+class ServingLoop:
+    """Drive `executor` under `policy` until every submission finished (or `stop()` was called).
+
+    Args:
+        executor: runs the requests (`EngineExecutor` for real models, `TraceReplayer` for
+            recorded traces).
+        policy: a fresh scheduling policy (hf_laps.scheduling.make_policy).
+        clock: `RealClock()` (default) or `VirtualClock()` for replays.
+        kv_budget_bytes: device bytes allowed for the KV caches of paused requests; None keeps
+            every cache on the device.
+        on_round: called with every RoundReport after the policy saw it (progress bars, the
+            replay's schedule).
+    """
+
+    def __init__(self, executor: Executor, policy: Policy, *, clock: RealClock | VirtualClock | None = None,
+                 kv_budget_bytes: int | None = None, on_round: Callable[[RoundReport], None] | None = None):
+        if kv_budget_bytes is not None and kv_budget_bytes < 0:
+            raise ValueError(f"kv_budget_bytes must be >= 0, got {kv_budget_bytes}")
+        if len(policy):
+            raise ValueError(f"the loop needs a fresh policy; {policy.name} already holds {len(policy)}")
+        self.executor = executor
+        self.policy = policy
+        self.clock = clock or RealClock()
+        self.kv_budget_bytes = kv_budget_bytes
+        self.on_round = on_round
+        self.stop_requested = False
+        self.live: dict[str, _Live] = {}
+
+    def stop(self) -> None:
+        """Finish the current round, then return (Ctrl-C); unfinished requests are dropped."""
+        self.stop_requested = True
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    # ---- the loop --------------------------------------------------------------------------
+    def run(self, submissions: Iterable[Submission]) -> Iterator[Completion]:
+        pending = sorted(submissions, key=lambda s: s.arrival)
+        pending.reverse()  # pop() from the end = earliest arrival
+        self.clock.reset()
+        running: str | None = None
+        while (pending or self.live) and not self.stop_requested:
+            yield from self._admit_arrived(pending)
+            request_id = self.policy.pick(self.now())
+            if request_id is None:
+                if self.live:
+                    raise RuntimeError(f"{self.policy.name} picked nothing while {len(self.live)} requests wait")
+                if pending:
+                    self.clock.wait_until(pending[-1].arrival, lambda: self.stop_requested)
+                continue
+            live = self.live.get(request_id)
+            if live is None:
+                raise RuntimeError(f"{self.policy.name} picked {request_id!r}, which is not waiting")
+            if running is not None and running != request_id and running in self.live:
+                self.live[running].preemptions += 1
+            running = request_id
+            completion = self._run_round(live)
+            if completion is not None:
+                running = None
+                yield completion
+            self._enforce_kv_budget(running)
+
+    def _admit_arrived(self, pending: list[Submission]) -> Iterator[Completion]:
+        while pending and pending[-1].arrival <= self.now():
+            submission = pending.pop()
+            try:
+                started = self.executor.start(submission)
+            except RequestRejected as exc:
+                yield Completion(submission, error=str(exc), rejected=True)
+                continue
+            self.clock.charge(started.seconds)
+            live = _Live(submission, admitted=self.now(), admit_seconds=started.seconds)
+            if started.done:  # nothing to generate (budget 0)
+                live.start = live.first_token = self.now()
+                yield self._finish(live)
+                continue
+            self.live[submission.request_id] = live
+            self.policy.admit(started.spec, self.now())
+
+    def _run_round(self, live: _Live) -> Completion | None:
+        """One round of `live`; returns its Completion when it left the loop."""
+        request_id = live.submission.request_id
+        if live.parked:
+            self._charge_switch(live, self.executor.unpark(request_id))
+            live.parked = False
+        if live.start is None:
+            live.start = self.now()
+        try:
+            report = self.executor.run_round(request_id)
+        except Exception as exc:  # one bad request must not take the batch down
+            return self._fail(live, f"{type(exc).__name__}: {exc}")
+        self.clock.charge(report.seconds)
+        now = live.last_run = self.now()
+        if live.first_token is None and report.emitted:
+            live.first_token = now
+        live.rounds.append(report.to_record())
+        if self.kv_budget_bytes is not None:
+            live.kv_bytes = self.executor.kv_bytes(request_id)
+        self.policy.on_round(report, now)
+        if self.on_round is not None:
+            self.on_round(report)
+        self._collect_events()
+        return self._finish(live) if report.finished else None
+
+    def _fail(self, live: _Live, message: str) -> Completion:
+        """Drop a request whose round raised; the policy is told it finished."""
+        request_id = live.submission.request_id
+        self.policy.on_round(RoundReport(request_id=request_id, drafted=0, accepted=0, emitted=0, seconds=0.0,
+                                         draft_seconds=0.0, verify_seconds=0.0, finished=True), self.now())
+        self._collect_events()
+        self.live.pop(request_id, None)
+        finished = self.executor.release(request_id)
+        return Completion(live.submission, finished.payload, error=message)
+
+    def _finish(self, live: _Live) -> Completion:
+        self.live.pop(live.submission.request_id, None)
+        finished = self.executor.release(live.submission.request_id)
+        return Completion(live.submission, finished.payload, self._record(live, finished))
+
+    def _collect_events(self) -> None:
+        for event in self.policy.drain_events():
+            live = self.live.get(event.get("request_id"))
+            if live is not None:
+                live.events.append(event)
+
+    # ---- KV parking ------------------------------------------------------------------------
+    def _enforce_kv_budget(self, running: str | None) -> None:
+        """Park least-recently-run paused caches on the CPU until the rest fit the budget."""
+        if self.kv_budget_bytes is None:
+            return
+        resident = [(rid, l) for rid, l in self.live.items()
+                    if rid != running and not l.parked and self.executor.has_cache(rid)]
+        total = sum(l.kv_bytes for _, l in resident)
+        for rid, live in sorted(resident, key=lambda item: item[1].last_run):
+            if total <= self.kv_budget_bytes:
+                break
+            total -= live.kv_bytes
+            self._charge_switch(live, self.executor.park(rid))
+            live.parked = True
+
+    def _charge_switch(self, live: _Live, seconds: float) -> None:
+        live.switch_seconds += seconds
+        self.clock.charge(seconds)
+
+    # ---- the timing record -----------------------------------------------------------------
+    def _record(self, live: _Live, finished: Finished) -> TimingRecord:
+        sub = live.submission
+        request_id = sub.request_id
+        final = self.policy.explain(request_id) if live.rounds else {}
+        return TimingRecord(
+            custom_id=request_id, arrival=sub.arrival, start=live.start, first_token=live.first_token,
+            finish=self.now(), prompt_tokens=finished.prompt_tokens, output_tokens=finished.output_tokens,
+            max_new_tokens=finished.max_new_tokens, finish_reason=finished.finish_reason,
+            rounds=tuple(live.rounds), preemptions=live.preemptions, switch_seconds=live.switch_seconds,
+            admit_seconds=live.admit_seconds, policy=self.policy.name, policy_final=final,
+            policy_events=tuple(live.events), metrics=finished.metrics, prompt=sub.text,
+            features=finished.features)

@@ -1,0 +1,145 @@
+"""The policy registry: every scheduling policy by name, with the facts callers need about it.
+
+Adding a policy is one module (the Policy subclass) plus one registry entry: a
+`register_policy` call in the list below, or, from another package, an entry point in the group
+`hf_laps.policies` whose object is a PolicyEntry (loaded the first time the registry is read, so
+`hf-laps run --policy my-policy` works once the package is installed):
+
+    # pyproject.toml of the other package
+    [project.entry-points."hf_laps.policies"]
+    my-policy = "my_package.my_module:ENTRY"     # ENTRY = PolicyEntry("my-policy", build, ...)
+
+The CLI's --policy choices, `hf-laps bench`, the replay studies and `make_policy` all read this
+registry; none of them hard-codes a policy's properties.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Callable
+
+from .config import SchedulerConfig
+from .fcfs import FCFSPolicy
+from .laps_sd import LapsSDPolicy
+from .las import LASPolicy
+from .lp_sjf import LPSJFPolicy
+from .policy import Policy
+from .predictors import LengthPredictor, make_predictor
+from .srpt_oracle import SRPTOraclePolicy
+
+Builder = Callable[[SchedulerConfig, "LengthPredictor | None"], Policy]
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """A policy's name, how to build it and what it needs.
+
+    needs_predictor: it orders by predicted output lengths (gets a LengthPredictor).
+    baseline: a comparison point in benchmark tables (the schedulers the paper compares with).
+    needs_truth: it reads the true service time of each request (an oracle for studies; a job
+        needs `--truth`, the timing log of an earlier run).
+    """
+
+    name: str
+    build: Builder
+    needs_predictor: bool = False
+    baseline: bool = False
+    needs_truth: bool = False
+    summary: str = ""
+
+
+_REGISTRY: dict[str, PolicyEntry] = {}
+_PLUGINS_LOADED = False
+PLUGIN_GROUP = "hf_laps.policies"
+
+
+def _load_plugins() -> None:
+    """Register the PolicyEntry objects other installed packages declare (once per process)."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for point in entry_points(group=PLUGIN_GROUP):
+        try:
+            entry = point.load()
+        except Exception as exc:  # a broken plugin must not break the built-in policies
+            warnings.warn(f"policy plugin {point.name!r} ({point.value}) failed to load: {exc}")
+            continue
+        if not isinstance(entry, PolicyEntry):
+            warnings.warn(f"policy plugin {point.name!r} is not a PolicyEntry; ignored")
+            continue
+        register_policy(entry, replace=True)
+
+
+def register_policy(entry: PolicyEntry, *, replace: bool = False) -> None:
+    """Add a policy (ValueError if the name is taken, unless `replace`)."""
+    if entry.name in _REGISTRY and not replace:
+        raise ValueError(f"policy {entry.name!r} is already registered")
+    _REGISTRY[entry.name] = entry
+
+
+def unregister_policy(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def policy_entry(name: str) -> PolicyEntry:
+    _load_plugins()
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise ValueError(f"unknown policy {name!r}; choose one of {policy_names()}")
+    return entry
+
+
+def policy_names() -> tuple[str, ...]:
+    """Every registered policy, built-ins first, in registration order."""
+    _load_plugins()
+    return tuple(_REGISTRY)
+
+
+def baseline_names() -> tuple[str, ...]:
+    _load_plugins()
+    return tuple(name for name, entry in _REGISTRY.items() if entry.baseline)
+
+
+for _entry in (
+    PolicyEntry("fcfs", lambda config, predictor: FCFSPolicy(), baseline=True,
+                summary="first come, first served; never preempts"),
+    PolicyEntry("las", lambda config, predictor: LASPolicy(config), baseline=True,
+                summary="least attained service over K queues"),
+    PolicyEntry("lp-sjf", lambda config, predictor: LPSJFPolicy(predictor), needs_predictor=True, baseline=True,
+                summary="shortest predicted length first"),
+    PolicyEntry("srpt-oracle", lambda config, predictor: SRPTOraclePolicy(), needs_truth=True,
+                summary="shortest true remaining time (needs --truth)"),
+    PolicyEntry("laps-sd", lambda config, predictor: LapsSDPolicy(config, predictor), needs_predictor=True,
+                summary="the paper's LAPS-SD"),
+):
+    register_policy(_entry)
+
+# the built-in policies (a snapshot; policy_names() also lists plugins and later registrations)
+POLICY_NAMES = tuple(_REGISTRY)
+
+
+def make_policy(name: str, config: SchedulerConfig | None = None,
+                predictor: LengthPredictor | None = None) -> Policy:
+    """A fresh policy.
+
+    Args:
+        name: a registered policy (policy_names()).
+        config: scheduler knobs (queue settings of `las` / `laps-sd`; ignored by the others);
+            default SchedulerConfig().
+        predictor: length predictor of the policies that need one (ignored by the others);
+            default a fresh `learned` predictor with no history, which predicts max_new_tokens
+            until the first request finishes. Give every compared policy its own instance.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    entry = policy_entry(name)
+    if config is None:
+        config = SchedulerConfig()
+    elif not isinstance(config, SchedulerConfig):
+        raise TypeError(f"config must be a SchedulerConfig, got {type(config).__name__}")
+    if entry.needs_predictor and predictor is None:
+        predictor = make_predictor("learned")
+    return entry.build(config, predictor if entry.needs_predictor else None)
