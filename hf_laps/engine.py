@@ -69,7 +69,7 @@ class SpeculativeEngine:
             self.draft = DraftModelBackend(assistant_model, self.config.draft_temperature)
             self.draft_length = self.config.num_assistant_tokens
         else:
-            self.draft = PromptLookupBackend(self.config.prompt_lookup_num_tokens, self.config.max_matching_ngram_size)
+            self.draft = PromptLookupBackend(self.config.max_matching_ngram_size)
             self.draft_length = self.config.prompt_lookup_num_tokens
         self._request_counter = 0
 

@@ -23,7 +23,6 @@ from hf_laps.compat import cache_layers, cache_length, iter_layer_tensors
 from hf_laps.metrics import SpecMetrics
 
 FORMAT_VERSION = 1
-FINISH_REASONS = ("eos", "length", "stop")
 
 
 @dataclass(frozen=True)

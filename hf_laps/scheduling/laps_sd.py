@@ -41,9 +41,8 @@ class QueueProgress(RequestProgress):
 
     __slots__ = ("queue", "perceptible", "stability", "t_rem", "l_hat")
 
-    def __init__(self, spec: RequestSpec, admit_seq: int, admitted_at: float,
-                 stability: StabilityTest) -> None:
-        super().__init__(spec, admit_seq, admitted_at)
+    def __init__(self, spec: RequestSpec, admit_seq: int, stability: StabilityTest) -> None:
+        super().__init__(spec, admit_seq)
         self.queue = 0
         self.perceptible = False
         self.stability = stability
@@ -96,9 +95,9 @@ class LapsSDPolicy(BasePolicy):
         return None
 
     # --- hooks ---------------------------------------------------------------------------
-    def _new_state(self, request: RequestSpec, now: float) -> QueueProgress:
+    def _new_state(self, request: RequestSpec) -> QueueProgress:
         cfg = self.config
-        return QueueProgress(request, self._admit_seq, now, StabilityTest(
+        return QueueProgress(request, self._admit_seq, StabilityTest(
             cfg.stability_window, cfg.stability_delta, cfg.stability_gamma))
 
     def _cost(self, report: RoundReport) -> float:

@@ -20,13 +20,12 @@ class RequestProgress:
         draft_rounds: rounds that proposed at least one draft token.
     """
 
-    __slots__ = ("spec", "admit_seq", "admitted_at", "attained", "attained_seconds", "rounds",
+    __slots__ = ("spec", "admit_seq", "attained", "attained_seconds", "rounds",
                  "generated", "drafted_total", "accepted_total", "draft_rounds")
 
-    def __init__(self, spec: RequestSpec, admit_seq: int, admitted_at: float) -> None:
+    def __init__(self, spec: RequestSpec, admit_seq: int) -> None:
         self.spec = spec
         self.admit_seq = admit_seq
-        self.admitted_at = admitted_at
         self.attained = 0.0
         self.attained_seconds = 0.0
         self.rounds = 0
