@@ -1,8 +1,8 @@
 """SchedulerConfig: every knob of the K-queue policies (LAS and LAPS-SD), validated on construction.
 
-Each default is the value fixed in ../shared/design/laps-sd-spec.md; the comment on each field
-names the spec line (D1..D7 = its DECISIONS list). Fields map one to one onto CLI flags
-(`num_queues` -> `--num-queues`).
+The LAPS-SD paper leaves these choices open; each default, its reason and the measurement behind
+it are in docs/design.md, whose anchor the comment on each field names. Fields map one to one onto
+CLI flags (`num_queues` -> `--num-queues`).
 """
 from __future__ import annotations
 
@@ -21,30 +21,36 @@ class SchedulerConfig:
     Sup_j = Sup_1 * M**(j-1); queue K has no upper bound.
     """
 
-    # D1: attained service is measured in SECONDS of execution (prefill and rounds), so attained
-    # and perceived (T_rem) service share one scale. "rounds" counts rounds instead (ablation).
+    # Attained service is measured in SECONDS of execution (prefill and rounds), so attained and
+    # perceived (T_rem) service share one scale. "rounds" counts rounds instead (ablation).
+    # docs/design.md#attained-seconds
     attained_unit: str = "seconds"
-    # D2: K = 4 queues ("K=6 best at 10 requests, K=4 at 30" in the paper's figures).
+    # K = 4 queues ("K=6 best at 10 requests, K=4 at 30" in the paper's figures; K = 1 measured
+    # best on the recorded CPU traces). docs/design.md#queues-and-thresholds
     num_queues: int = 4
-    # D2: M = 2, Sup_j = Sup_1 * M**(j-1).
+    # M = 2, Sup_j = Sup_1 * M**(j-1). docs/design.md#queues-and-thresholds
     threshold_multiplier: float = 2.0
-    # D2: Sup_1 = the time of 8 rounds, measured at job start from the first rounds.
+    # Sup_1 = the time of 8 rounds, measured at job start from the first rounds.
+    # docs/design.md#sup1-measured
     sup1_rounds: int = 8
-    # D2 override: a fixed Sup_1 in `attained_unit`s; None = measure it as above.
+    # Override: a fixed Sup_1 in `attained_unit`s; None = measure it as above.
     sup1_seconds: float | None = None
-    # D2: before the first round is measured there is no threshold yet ("measured ... from the
-    # first rounds"), so Sup_1 = +inf: nobody is demoted until the first measurement.
+    # Before the first round is measured there is no threshold yet, so Sup_1 = +inf: nobody is
+    # demoted until the first measurement.
     sup1_fallback_seconds: float = math.inf
-    # D3: a running non-perceptible request is not preempted by its queue-mates before it
-    # reaches its threshold (avoids switch overhead). False = FCFS head always wins.
+    # A running non-perceptible request is not preempted by its queue-mates before it reaches
+    # its threshold (avoids switch overhead). False = FCFS head always wins.
+    # docs/design.md#run-to-threshold
     run_to_threshold: bool = True
-    # D4: stability test window W (rounds), at least W rounds before a request can be stable.
+    # Stability test window W (rounds), at least W rounds before a request can be stable.
+    # docs/design.md#stability-test
     stability_window: int = 4
-    # D4: the running mean of the acceptance rate moved by at most delta over the last W rounds.
+    # The running mean of the acceptance rate moved by at most delta over the last W rounds.
     stability_delta: float = 0.05
-    # D4: the per-round acceptance rates of the last W rounds have std <= gamma.
+    # The per-round acceptance rates of the last W rounds have std <= gamma.
     stability_gamma: float = 0.25
-    # D4/D7: False never makes a request perceptible: LAPS-SD becomes LAS (the ablation).
+    # False never makes a request perceptible: LAPS-SD becomes LAS, the ablation among the
+    # baselines (docs/design.md#baselines).
     perceptible: bool = True
 
     def __post_init__(self) -> None:
