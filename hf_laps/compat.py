@@ -21,10 +21,7 @@ def cache_kwarg(model: PreTrainedModel) -> str:
 
 def new_cache(model: PreTrainedModel) -> DynamicCache:
     """An empty per-request DynamicCache laid out for `model` (sliding layers included)."""
-    try:
-        return DynamicCache(config=model.config)
-    except TypeError:  # very old signature without config
-        return DynamicCache()
+    return DynamicCache(config=model.config)
 
 
 def cache_length(cache: DynamicCache | None) -> int:
