@@ -2,7 +2,7 @@
 
 Both consume only a per-request `torch.Generator`, never the global RNG, so a request's samples do
 not depend on which other requests ran in between (transformers' `_speculative_sampling` uses the
-global RNG; see transformers-notes.md P11).
+global RNG; docs/design.md#per-request-rng).
 """
 from __future__ import annotations
 

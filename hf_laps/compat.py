@@ -1,7 +1,7 @@
 """The few places where transformers 5.17 and the newest 5.x differ for us.
 
 transformers renamed the cache keyword from `past_key_values` to `cache` after 5.17
-(see ../shared/design/transformers-notes.md section 3). Everything else we touch is stable:
+(docs/design.md#cache-keyword). Everything else we touch is stable across 5.17-5.24:
 `DynamicCache`, `Cache.crop(negative)`, `generate(custom_generate=callable)`.
 """
 from __future__ import annotations
@@ -21,10 +21,7 @@ def cache_kwarg(model: PreTrainedModel) -> str:
 
 def new_cache(model: PreTrainedModel) -> DynamicCache:
     """An empty per-request DynamicCache laid out for `model` (sliding layers included)."""
-    try:
-        return DynamicCache(config=model.config)
-    except TypeError:  # very old signature without config
-        return DynamicCache()
+    return DynamicCache(config=model.config)
 
 
 def cache_length(cache: DynamicCache | None) -> int:

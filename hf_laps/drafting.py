@@ -94,8 +94,8 @@ class PromptLookupBackend:
 
     uses_model = False
 
-    def __init__(self, num_tokens: int = 10, max_matching_ngram_size: int = 2):
-        self.num_tokens = num_tokens
+    def __init__(self, max_matching_ngram_size: int = 2):
+        # the draft length is not kept here: `propose` gets it from the request state each round
         self.max_matching_ngram_size = max_matching_ngram_size
 
     def propose(self, state: GenerationState, k: int) -> tuple[torch.Tensor, None]:

@@ -2,7 +2,7 @@
 
 transformers' assisted generation (`generate(assistant_model=...)`) is one monolithic loop whose
 state lives in local variables; resuming it from its returned cache is silently wrong
-(transformers-notes.md P1). The engine keeps every piece of a request's progress in a model-free
+(docs/design.md#no-per-round-api). The engine keeps every piece of a request's progress in a model-free
 `GenerationState`, so a scheduler can interleave, preempt and park requests between rounds.
 
 One round (Leviathan et al.; transformers' `_assisted_decoding` body):
@@ -69,7 +69,7 @@ class SpeculativeEngine:
             self.draft = DraftModelBackend(assistant_model, self.config.draft_temperature)
             self.draft_length = self.config.num_assistant_tokens
         else:
-            self.draft = PromptLookupBackend(self.config.prompt_lookup_num_tokens, self.config.max_matching_ngram_size)
+            self.draft = PromptLookupBackend(self.config.max_matching_ngram_size)
             self.draft_length = self.config.prompt_lookup_num_tokens
         self._request_counter = 0
 
@@ -180,7 +180,8 @@ class SpeculativeEngine:
             raise ValueError(f"request {state.request_id} is already finished ({state.finish_reason})")
         prefill = state.target_cache is None
         start_len = int(state.input_ids.shape[1])
-        # never draft past the budget: the target adds one token of its own (P8)
+        # never draft past the budget: the target adds one token of its own
+        # (docs/design.md#eos-and-budget-cut)
         k = min(state.num_assistant_tokens, state.max_length - start_len - 1)
 
         t0 = time.perf_counter()
@@ -251,7 +252,8 @@ class SpeculativeEngine:
             if hits.numel():
                 return tokens[: int(hits[0, 0]) + 1], "eos"
         if state.runtime.get("custom_stop"):
-            # criteria look only at the END of a sequence: test every prefix (P9)
+            # criteria look only at the END of a sequence: test every prefix
+            # (docs/design.md#stop-criteria-every-prefix)
             for j in range(tokens.shape[0]):
                 prefix = torch.cat([state.input_ids, tokens[: j + 1].unsqueeze(0)], dim=1)
                 if bool(state.stopping_criteria(prefix, None).any()):

@@ -24,7 +24,6 @@ from hf_laps.metrics import SpecMetrics
 from hf_laps.scheduling.types import RoundReport
 
 FORMAT_VERSION = 1
-FINISH_REASONS = ("eos", "length", "stop")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
+"""Shared test setup. No torch import here: the pure-Python tests (tests/test_scheduling_*.py,
+tests/test_jobs_*.py) must run in an environment without torch.
+"""
 import os
 
 import pytest
-import torch
 
-# deterministic, and no contention between the two CI cores and pytest workers
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Deterministic, and no contention between the two CI cores and pytest workers. Set through the
+# environment rather than torch.set_num_threads so this file never imports torch: torch reads
+# OMP_NUM_THREADS when it is first imported (by a test module or a fixture), and subprocesses
+# started by the CLI tests inherit it. An explicit OMP_NUM_THREADS from the caller wins.
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, os.cpu_count() or 1))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

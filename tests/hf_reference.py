@@ -1,8 +1,9 @@
 """transformers' own generation, pinned so it can serve as the test oracle.
 
 `generate(assistant_model=...)` adapts the draft length and writes it back into the assistant's
-generation_config (transformers-notes.md P12), and uses a confidence threshold (P13); pin both
-before every call so each reference run drafts exactly n tokens per round.
+generation_config, and ends drafts early below a confidence threshold (0.4 by default,
+auto-tuned when scikit-learn is installed); pin both before every call so each reference run
+drafts exactly n tokens per round (docs/design.md#heuristic-schedule-per-request).
 """
 from __future__ import annotations
 

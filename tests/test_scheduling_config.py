@@ -1,4 +1,4 @@
-"""SchedulerConfig: spec defaults and clear validation errors."""
+"""SchedulerConfig: the documented defaults (docs/design.md) and clear validation errors."""
 import math
 
 import pytest
@@ -6,14 +6,14 @@ import pytest
 from hf_laps.scheduling import SchedulerConfig, make_policy
 
 
-def test_defaults_are_the_spec_values():
+def test_defaults_are_the_documented_values():
     cfg = SchedulerConfig()
-    assert cfg.attained_unit == "seconds"                 # D1
-    assert cfg.num_queues == 4                            # D2
-    assert cfg.threshold_multiplier == 2.0                # D2
+    assert cfg.attained_unit == "seconds"                 # docs/design.md#attained-seconds
+    assert cfg.num_queues == 4                            # docs/design.md#queues-and-thresholds
+    assert cfg.threshold_multiplier == 2.0                # docs/design.md#queues-and-thresholds
     assert cfg.sup1_rounds == 8 and cfg.sup1_seconds is None
     assert cfg.sup1_fallback_seconds == math.inf
-    assert cfg.run_to_threshold is True                   # D3
+    assert cfg.run_to_threshold is True                   # docs/design.md#run-to-threshold
     assert (cfg.stability_window, cfg.stability_delta, cfg.stability_gamma) == (4, 0.05, 0.25)
     assert cfg.perceptible is True
     assert cfg.thresholds(1.5) == [1.5, 3.0, 6.0]         # Sup_j = Sup_1 * M**(j-1), j < K

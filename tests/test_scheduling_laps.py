@@ -29,7 +29,7 @@ def run(policy, rid, rounds, now=0.0, **kw):
     return now
 
 
-# --- Sup_1 measurement and thresholds (D2) -------------------------------------------------
+# --- Sup_1 measurement and thresholds (docs/design.md#sup1-measured) -------------------------
 def test_sup1_is_eight_measured_rounds_then_frozen():
     policy = make_policy("las")
     policy.admit(spec("a"), 0.0)
@@ -56,7 +56,7 @@ def test_fixed_sup1_and_rounds_unit():
     assert policy.explain("a")["queue"] == 2 and policy.explain("a")["attained"] == 8
 
 
-# --- demotion by attained service (D1, D3) ---------------------------------------------------
+# --- demotion by attained service (docs/design.md#attained-seconds, #run-to-threshold) --------
 def test_demotion_at_each_threshold_and_unbounded_last_queue():
     policy = make_policy("las", SchedulerConfig(sup1_seconds=1.0))   # Sup = 1, 2, 4
     for rid in "ab":
@@ -83,7 +83,7 @@ def test_higher_queue_preempts_at_round_boundary_but_queue_mates_do_not():
     policy.admit(spec("a", arrival=1.0), 1.0)
     run(policy, "a", 2, now=1.0, seconds=0.25)          # a running in queue 1
     policy.admit(spec("early", arrival=0.5), 1.5)       # earlier arrival, same queue
-    assert policy.pick(1.5) == "a"                      # D3: not preempted by a queue-mate
+    assert policy.pick(1.5) == "a"                      # run to threshold: not preempted by a queue-mate
     off = make_policy("las", SchedulerConfig(sup1_seconds=1.0, run_to_threshold=False))
     off.admit(spec("a", arrival=1.0), 1.0)
     run(off, "a", 2, now=1.0, seconds=0.25)
@@ -98,7 +98,7 @@ def test_higher_queue_preempts_at_round_boundary_but_queue_mates_do_not():
     assert policy.pick(3.0) == "new"                    # queue 1 beats queue 2
 
 
-# --- stability test (D4) -----------------------------------------------------------------
+# --- stability test (docs/design.md#stability-test) ----------------------------------------
 def test_stability_test_window_delta_gamma():
     test = StabilityTest(window=4, delta=0.05, gamma=0.25)
     assert [test.update(4, 2) for _ in range(4)] == [False, False, False, True]

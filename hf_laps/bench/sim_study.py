@@ -6,7 +6,7 @@
 Workloads: 10 and 30 requests at once, Poisson arrivals at utilisation 0.5 / 0.7 / 0.9; output
 lengths light- and heavy-tailed (hf_laps.scheduling.synthetic). Each cell is the mean over seeds
 of the mean latency (seconds, virtual clock). lp-sjf and laps-sd share one predictor per run
-(spec DECISION 6), a fresh copy each:
+(docs/design.md#length-predictor), a fresh copy each:
   learned      ridge on prompt features fitted on 500 earlier requests of the same kind (a
                different seed), refit online as requests finish; its MAPE on the evaluated
                requests (before any refit) is printed;

@@ -1,8 +1,8 @@
 """SchedulerConfig: every knob of the K-queue policies (LAS and LAPS-SD), validated on construction.
 
-Each default is the value the paper states or, where it is silent, the choice explained in
-docs/design.md. Fields map one to one onto CLI flags (`num_queues` -> `--num-queues`), generated
-from the dataclass with each field's help text.
+The LAPS-SD paper leaves these choices open; each default, its reason and the measurement behind
+it are in docs/design.md, whose anchor the comment on each field names. Fields map one to one onto
+CLI flags (`num_queues` -> `--num-queues`), generated from the dataclass with each field's help.
 """
 from __future__ import annotations
 
@@ -26,23 +26,32 @@ class SchedulerConfig:
     Sup_j = Sup_1 * M**(j-1); queue K has no upper bound.
     """
 
+    # docs/design.md#attained-seconds
     attained_unit: str = _knob(
         "seconds", "Unit of attained service: seconds of execution (prefill and rounds, so attained and "
         "estimated remaining service share one scale) or rounds (an ablation).")
+    # docs/design.md#queues-and-thresholds
     num_queues: int = _knob(4, "K, the number of priority queues (the paper: K=6 best at 10 requests, K=4 at 30).")
+    # docs/design.md#queues-and-thresholds
     threshold_multiplier: float = _knob(2.0, "M: queue j's upper bound is Sup_1 * M**(j-1).")
+    # docs/design.md#sup1-measured
     sup1_rounds: int = _knob(8, "Sup_1 is the time of this many rounds, measured from the job's first rounds.")
     sup1_seconds: float | None = _knob(None, "A fixed Sup_1 in attained units instead of measuring it.")
     sup1_fallback_seconds: float = _knob(
         math.inf, "Sup_1 before the first round is measured (inf: nobody is demoted before then).")
+    # docs/design.md#run-to-threshold
     run_to_threshold: bool = _knob(
         True, "A running request that is not yet perceptible keeps running until it reaches its queue's "
         "threshold (avoids switch overhead); off: the queue's FCFS head always wins.")
+    # docs/design.md#stability-test
     stability_window: int = _knob(4, "W: rounds of acceptance history the stability test looks at.")
+    # docs/design.md#stability-test
     stability_delta: float = _knob(
         0.05, "Stable when the running mean acceptance rate moved by at most this over the last W rounds.")
+    # docs/design.md#stability-test
     stability_gamma: float = _knob(
         0.25, "... and the per-round acceptance rates of the last W rounds have a std of at most this.")
+    # docs/design.md#baselines
     perceptible: bool = _knob(
         True, "Requests whose acceptance is stable are ordered by estimated remaining time; off: LAPS-SD "
         "becomes LAS (the ablation).")

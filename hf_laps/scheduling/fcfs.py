@@ -1,4 +1,4 @@
-"""FCFS: arrival order, each request runs to completion (spec DECISION 7)."""
+"""FCFS: arrival order, each request runs to completion (docs/design.md#baselines)."""
 from __future__ import annotations
 
 from .heap import LazyHeap

@@ -1,14 +1,16 @@
-"""LAPS-SD (arXiv 2505.17074, Algorithm 1) as fixed by ../shared/design/laps-sd-spec.md.
+"""LAPS-SD (arXiv 2505.17074, Algorithm 1), with the choices the paper leaves open fixed as in
+docs/design.md (one anchor per choice, cited below).
 
-K priority queues, queue 1 highest. Thresholds Sup_j = Sup_1 * M**(j-1) (D2); queue j covers
-[Sup_{j-1}, Sup_j) with Sup_0 = 0, queue K is unbounded.
+K priority queues, queue 1 highest. Thresholds Sup_j = Sup_1 * M**(j-1) (#queues-and-thresholds,
+#sup1-measured); queue j covers [Sup_{j-1}, Sup_j) with Sup_0 = 0, queue K is unbounded.
 
 * Every request starts NON-PERCEPTIBLE in queue 1. A non-perceptible request sits in the queue of
-  its attained service (D1, D3): once attained >= Sup_j it moves to queue j+1 (demotion). Inside
-  a queue non-perceptible requests are first come first served, and a running one is not
-  preempted by its non-perceptible queue-mates before it reaches its threshold.
-* After each round the stability test (D4, stability.py) runs; a stable request becomes
-  PERCEPTIBLE for good. From then on, after every round it gets (D5)
+  its attained service (#attained-seconds): once attained >= Sup_j it moves to queue j+1
+  (demotion). Inside a queue non-perceptible requests are first come first served, and a running
+  one is not preempted by its non-perceptible queue-mates before it reaches its threshold
+  (#run-to-threshold).
+* After each round the stability test (#stability-test, stability.py) runs; a stable request
+  becomes PERCEPTIBLE for good. From then on, after every round it gets (#perceptible-srpt)
       A_hat = accepted / drafted so far,   L_hat = max(predictor(request), g + 1),
       T_rem = max(L_hat - g, 1) * (n * T_draft + T_target) / (n * A_hat + 1)
   (g = tokens generated, n = its mean draft length, T_draft / T_target measured, timing.py) and
@@ -41,9 +43,8 @@ class QueueProgress(RequestProgress):
 
     __slots__ = ("queue", "perceptible", "stability", "t_rem", "l_hat")
 
-    def __init__(self, spec: RequestSpec, admit_seq: int, admitted_at: float,
-                 stability: StabilityTest) -> None:
-        super().__init__(spec, admit_seq, admitted_at)
+    def __init__(self, spec: RequestSpec, admit_seq: int, stability: StabilityTest) -> None:
+        super().__init__(spec, admit_seq)
         self.queue = 0
         self.perceptible = False
         self.stability = stability
@@ -88,17 +89,17 @@ class LapsSDPolicy(BasePolicy):
                 running = self._running
                 if running is not None and running != rid and self.config.run_to_threshold:
                     current = self._states[running]
-                    # D3: a running non-perceptible request keeps the GPU against its
-                    # non-perceptible queue-mates until it crosses its threshold.
+                    # a running non-perceptible request keeps the GPU against its non-perceptible
+                    # queue-mates until it crosses its threshold (docs/design.md#run-to-threshold)
                     if not current.perceptible and current.queue == j:
                         return running
                 return rid
         return None
 
     # --- hooks ---------------------------------------------------------------------------
-    def _new_state(self, request: RequestSpec, now: float) -> QueueProgress:
+    def _new_state(self, request: RequestSpec) -> QueueProgress:
         cfg = self.config
-        return QueueProgress(request, self._admit_seq, now, StabilityTest(
+        return QueueProgress(request, self._admit_seq, StabilityTest(
             cfg.stability_window, cfg.stability_delta, cfg.stability_gamma))
 
     def _cost(self, report: RoundReport) -> float:

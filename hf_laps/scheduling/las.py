@@ -1,7 +1,9 @@
 """LAS: least attained service over the same K queues as LAPS-SD, never perceptible.
 
-The ablation of spec DECISION 7: LAPS-SD without the stability test, predictor or T_rem, i.e.
-multi-level feedback queues demoting by attained seconds (DECISIONS 1-3).
+The ablation among the baselines (docs/design.md#baselines): LAPS-SD without the stability test,
+predictor or T_rem, i.e. multi-level feedback queues demoting by attained seconds, FCFS inside a
+queue, a running request kept until its threshold (docs/design.md#attained-seconds,
+#queues-and-thresholds, #run-to-threshold).
 """
 from __future__ import annotations
 

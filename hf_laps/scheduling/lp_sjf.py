@@ -1,8 +1,8 @@
-"""LP-SJF: non-preemptive shortest *predicted* output length first (spec DECISION 7).
+"""LP-SJF: non-preemptive shortest *predicted* output length first (docs/design.md#baselines).
 
 The "existing work" LAPS-SD is compared against: a length predictor ranks requests once, at
 admission, and the chosen request runs to completion. It shares its predictor with LAPS-SD in a
-comparison (spec DECISION 6); finished requests are fed back to the predictor (`observe`).
+comparison (docs/design.md#length-predictor); finished requests are fed back to the predictor (`observe`).
 """
 from __future__ import annotations
 

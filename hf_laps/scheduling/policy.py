@@ -72,7 +72,7 @@ class BasePolicy(Policy):
         rid = request.request_id
         if rid in self._states or rid in self._done:
             raise ValueError(f"{self.name}: request {rid!r} was already admitted")
-        state = self._new_state(request, now)
+        state = self._new_state(request)
         self._admit_seq += 1
         self._states[rid] = state
         self._admitted(state, now)
@@ -113,14 +113,9 @@ class BasePolicy(Policy):
     def __len__(self) -> int:
         return len(self._states)
 
-    @property
-    def running(self) -> str | None:
-        """The request whose last round did not finish it (None after a finish)."""
-        return self._running
-
     # --- hooks ---------------------------------------------------------------------------
-    def _new_state(self, request: RequestSpec, now: float) -> RequestProgress:
-        return RequestProgress(request, self._admit_seq, now)
+    def _new_state(self, request: RequestSpec) -> RequestProgress:
+        return RequestProgress(request, self._admit_seq)
 
     def _cost(self, report: RoundReport) -> float:
         """A round's attained service (seconds unless a policy counts rounds)."""

@@ -1,4 +1,4 @@
-"""Output-length predictors shared by LP-SJF and LAPS-SD (spec DECISION 6).
+"""Output-length predictors shared by LP-SJF and LAPS-SD (docs/design.md#length-predictor).
 
     predictor = make_predictor("learned", history=["earlier_job.timing.jsonl"])
     l_hat = predictor.predict(spec)          # tokens, in [1, spec.max_new_tokens]

@@ -12,7 +12,7 @@ class RequestProgress:
     Attributes:
         spec: the admitted request.
         admit_seq: admission order (0, 1, 2, ...), the last tie-breaker of every policy.
-        attained: attained service in the policy's unit (seconds, or rounds; spec D1).
+        attained: attained service in the policy's unit (seconds, or rounds; docs/design.md#attained-seconds).
         attained_seconds: execution seconds spent on the request, prefill included.
         rounds: rounds run.
         generated: tokens emitted so far (g in T_rem).
@@ -20,13 +20,12 @@ class RequestProgress:
         draft_rounds: rounds that proposed at least one draft token.
     """
 
-    __slots__ = ("spec", "admit_seq", "admitted_at", "attained", "attained_seconds", "rounds",
+    __slots__ = ("spec", "admit_seq", "attained", "attained_seconds", "rounds",
                  "generated", "drafted_total", "accepted_total", "draft_rounds")
 
-    def __init__(self, spec: RequestSpec, admit_seq: int, admitted_at: float) -> None:
+    def __init__(self, spec: RequestSpec, admit_seq: int) -> None:
         self.spec = spec
         self.admit_seq = admit_seq
-        self.admitted_at = admitted_at
         self.attained = 0.0
         self.attained_seconds = 0.0
         self.rounds = 0

@@ -1,4 +1,4 @@
-"""SRPT-oracle: shortest true remaining execution time first, preemptive (spec DECISION 7).
+"""SRPT-oracle: shortest true remaining execution time first, preemptive (docs/design.md#baselines).
 
 remaining = true_service_seconds - attained_seconds. With the truth and no switch cost this is
 the optimal single-server policy for mean latency (Schrage 1968), so it is the lower bound every

@@ -1,4 +1,4 @@
-"""The stability test of LAPS-SD (Algorithm 1 line 11; spec DECISION 4).
+"""The stability test of LAPS-SD (Algorithm 1 line 11; docs/design.md#stability-test).
 
 A request is STABLE once, after at least W rounds that drafted something,
   (1) its running acceptance mean moved by at most delta over the last W rounds:

@@ -1,4 +1,5 @@
-"""Measured forward times and the Sup_1 threshold they give (spec DECISIONS 2 and 5).
+"""Measured forward times and the Sup_1 threshold they give (docs/design.md#sup1-measured,
+#perceptible-srpt).
 
 One `ForwardTimes` per policy sees every round of every request. Over the rounds that did NOT
 prefill (a prefill round's time depends on the prompt, not on decoding speed) it keeps running
