@@ -49,13 +49,11 @@ def run(input_path, results, no_progress, **options):
     try:
         scheduler = config_from_options(SchedulerConfig, options)
         config = JobConfig(input=input_path, results=results, progress=not no_progress, scheduler=scheduler, **options)
-        outcome = run_job(config)
+        outcome = run_job(config, on_warning=lambda text: click.echo(f"warning: {text}", err=True))
         if outcome.summary is not None:
             click.echo(format_summary_table(outcome.summary))
-        click.echo(
-            f"{outcome.succeeded} succeeded, {outcome.failed} failed, {outcome.skipped} already done; "
-            f"results: {config.results}  timing log: {config.timing_log}  summary: {config.summary}"
-        )
+        if outcome.outputs_opened:  # a run that wrote nothing names no files
+            click.echo(final_line(config, outcome))
         if outcome.message:
             click.echo(outcome.message, err=True)
     except (ValueError, ModelLoadError) as exc:
@@ -65,3 +63,10 @@ def run(input_path, results, no_progress, **options):
         click.echo("aborted; rerun with --resume to finish", err=True)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(outcome.exit_code)
+
+
+def final_line(config, outcome) -> str:
+    """The tally and the files; a file is named only if this run wrote it."""
+    files = f"results: {config.results}  timing log: {config.timing_log}"
+    files += f"  summary: {config.summary}" if outcome.summary is not None else "  (no summary written)"
+    return f"{outcome.succeeded} succeeded, {outcome.failed} failed, {outcome.skipped} already done; {files}"

@@ -39,6 +39,27 @@ from hf_laps.state import GenerationState, RoundResult, read_state_file, restore
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
+class ContextWindowExceeded(ValueError):
+    """An explicit token cap that does not fit: prompt + max_new_tokens > the context window.
+
+    OpenAI and vLLM refuse such a request (400) rather than shorten it silently; so does the
+    engine. Only a default cap (`default_max_new_tokens`) is fitted to the window.
+    """
+
+    def __init__(self, prompt_tokens: int, max_new_tokens: int, window: int):
+        self.prompt_tokens, self.max_new_tokens, self.window = prompt_tokens, max_new_tokens, window
+        super().__init__(
+            f"prompt ({prompt_tokens} tokens) + max_new_tokens ({max_new_tokens}) = "
+            f"{prompt_tokens + max_new_tokens} exceeds the model's context window of {window} tokens "
+            f"(max_position_embeddings); use max_new_tokens <= {self.room}"
+        )
+
+    @property
+    def room(self) -> int:
+        """The largest cap that fits after this prompt."""
+        return self.window - self.prompt_tokens
+
+
 def _capture(model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs):
     """`generate(custom_generate=_capture)` returns what generate prepared, before decoding."""
     return generation_config, logits_processor, stopping_criteria
@@ -82,17 +103,27 @@ class SpeculativeEngine:
         return getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
 
     # ---- requests --------------------------------------------------------------------------
-    def start(self, prompt: str | Sequence[int] | torch.Tensor, request_id: str | None = None, **generation_kwargs) -> GenerationState:
+    def start(
+        self,
+        prompt: str | Sequence[int] | torch.Tensor,
+        request_id: str | None = None,
+        *,
+        default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        **generation_kwargs,
+    ) -> GenerationState:
         """Create the state of a new request; nothing runs on the models until `step`.
 
         Args:
             prompt: text (tokenised with the engine's tokenizer) or token ids.
             request_id: a name for logs; defaults to a counter.
+            default_max_new_tokens: the cap when neither max_new_tokens nor max_length is
+                given; it is lowered to what fits the context window after the prompt.
             **generation_kwargs: transformers generation options (max_new_tokens, do_sample,
                 temperature, top_p, top_k, eos_token_id, stop_strings, logits_processor,
                 stopping_criteria, ...) plus `seed` for the request's own RNG.
         Raises:
             ValueError: empty prompt, or a prompt that does not fit the context window.
+            ContextWindowExceeded: an explicit max_new_tokens / max_length past the window.
         """
         input_ids = self._prompt_ids(prompt)
         if request_id is None:
@@ -101,10 +132,24 @@ class SpeculativeEngine:
         kwargs = dict(generation_kwargs)
         seed = kwargs.pop("seed", None)
         if "max_new_tokens" not in kwargs and "max_length" not in kwargs:
-            kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
+            kwargs["max_new_tokens"] = self._fitted(default_max_new_tokens, int(input_ids.shape[1]))
         state = self._new_state(request_id, input_ids, kwargs)
         state.generator = self._generator(seed)
         return state
+
+    def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Raise ContextWindowExceeded when prompt_tokens + max_new_tokens > the context window."""
+        window = self.context_window
+        if window is not None and prompt_tokens + max_new_tokens > window:
+            raise ContextWindowExceeded(prompt_tokens, max_new_tokens, window)
+
+    def prompt_length(self, prompt: str | Sequence[int] | torch.Tensor) -> int:
+        """Tokens of `prompt` as `start` counts them (raises as `start` does for a bad prompt)."""
+        return int(self._prompt_ids(prompt).shape[1])
+
+    def _fitted(self, max_new_tokens: int, prompt_tokens: int) -> int:
+        window = self.context_window
+        return max_new_tokens if window is None else min(max_new_tokens, window - prompt_tokens)
 
     def _prompt_ids(self, prompt) -> torch.Tensor:
         if isinstance(prompt, str):
@@ -127,8 +172,7 @@ class SpeculativeEngine:
         generation_config, processors, criteria = self._resolve(input_ids, kwargs)
         prompt_len = int(input_ids.shape[1])
         max_length = int(generation_config.max_length)
-        if self.context_window is not None:
-            max_length = min(max_length, self.context_window)
+        self.check_fits(prompt_len, max_length - prompt_len)
         state = GenerationState(
             request_id=request_id,
             input_ids=input_ids,
@@ -142,7 +186,7 @@ class SpeculativeEngine:
             num_assistant_tokens=self.draft_length,
         )
         state.runtime["vocab_size"] = self.model.config.get_text_config().vocab_size
-        state.runtime["custom_stop"] = _has_custom_criteria(criteria)
+        state.runtime["custom_stop"] = _custom_criteria(criteria)
         if prompt_len >= max_length:
             state.finished, state.finish_reason, state.text = True, "length", ""
         return state
@@ -251,12 +295,15 @@ class SpeculativeEngine:
             hits = torch.isin(tokens, eos).nonzero()
             if hits.numel():
                 return tokens[: int(hits[0, 0]) + 1], "eos"
-        if state.runtime.get("custom_stop"):
+        custom = state.runtime.get("custom_stop")
+        if custom:
             # criteria look only at the END of a sequence: test every prefix
-            # (docs/design.md#stop-criteria-every-prefix)
+            # (docs/design.md#stop-criteria-every-prefix). Only the custom ones (stop strings, ...):
+            # the budget's MaxLengthCriteria would fire on the last prefix and call a request that
+            # ran out of tokens "stop" instead of "length"
             for j in range(tokens.shape[0]):
                 prefix = torch.cat([state.input_ids, tokens[: j + 1].unsqueeze(0)], dim=1)
-                if bool(state.stopping_criteria(prefix, None).any()):
+                if bool(custom(prefix, None).any()):
                     return tokens[: j + 1], "stop"
         if length + tokens.shape[0] >= state.max_length:
             return tokens, "length"
@@ -315,9 +362,9 @@ class SpeculativeEngine:
         return state
 
 
-def _has_custom_criteria(criteria: StoppingCriteriaList) -> bool:
-    """Anything besides max-length / EOS must be checked on every prefix of a block."""
-    return any(not isinstance(c, (MaxLengthCriteria, EosTokenCriteria)) for c in criteria)
+def _custom_criteria(criteria: StoppingCriteriaList) -> StoppingCriteriaList:
+    """Everything besides max-length / EOS: checked on every prefix of a block."""
+    return StoppingCriteriaList([c for c in criteria if not isinstance(c, (MaxLengthCriteria, EosTokenCriteria))])
 
 
 def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class GenerationState:
     request_id: str
     input_ids: torch.Tensor  # [1, L]: prompt + every committed token
     prompt_len: int
-    max_length: int  # prompt_len + max_new_tokens, capped at the context window
+    max_length: int  # prompt_len + max_new_tokens, never past the context window
     generation_kwargs: dict[str, Any]  # JSON-able kwargs; rebuild the processors on load
     generation_config: GenerationConfig
     logits_processor: LogitsProcessorList

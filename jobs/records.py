@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from hf_laps.jobs.requests import CHAT, LineError, JobRequest
 
-# engine finish reason -> OpenAI finish_reason
+# engine finish reason -> OpenAI finish_reason. The timing log and the summary keep the engine's
+# three ("eos": end of sequence, "stop": a stop string, "length": the token cap); results say
+# "stop" for both of the first two, as OpenAI does.
 FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length"}
 
 
@@ -41,6 +43,7 @@ def success_record(
     model: str,
     created: int | None = None,
     extra: dict | None = None,
+    stop: Sequence[str] = (),
 ) -> dict:
     """The output record of a finished request.
 
@@ -53,6 +56,9 @@ def success_record(
         created: Unix seconds; now when None.
         extra: more keys for the response body (e.g. speculative metrics); must not collide
             with the standard ones.
+        stop: the request's stop strings. When a stop string ended the request (finish_reason
+            "stop"), the text is cut where it starts: the stop string and anything after it
+            are not returned (OpenAI, vLLM).
 
     Returns:
         {"id", "custom_id", "response": {"status_code": 200, "request_id", "body"}, "error": None}
@@ -64,6 +70,8 @@ def success_record(
         raise ValueError(f"unknown finish_reason {finish_reason!r}; "
                          f"expected one of {sorted(FINISH_REASONS)}")
     reason = FINISH_REASONS[finish_reason]
+    if finish_reason == "stop":
+        text = cut_at_stop(text, stop)
     key = request.custom_id
     if request.endpoint == CHAT:
         obj, prefix = "chat.completion", "chatcmpl-"
@@ -91,6 +99,17 @@ def success_record(
         "response": {"status_code": 200, "request_id": _digest(key, "request", 32), "body": body},
         "error": None,
     }
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to the earliest occurrence of any stop string (unchanged when none occurs).
+
+    Generation stops at the first token that completes a stop string, so the earliest
+    occurrence is the one that stopped it. A stop string that began inside the prompt does not
+    occur whole in the text and leaves it unchanged.
+    """
+    starts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(starts)] if starts else text
 
 
 def error_record(

@@ -25,7 +25,7 @@ COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
 
 MAX_CUSTOM_ID_CHARS = 512
-MAX_TOKENS_LIMIT = 2**31 - 1  # fits an int32 tensor; the runner clamps to the context window
+MAX_TOKENS_LIMIT = 2**31 - 1  # fits an int32 tensor; past the context window is a 400 at run time
 MAX_SEED = 2**63 - 1  # OpenAI's seed is an int64; torch.manual_seed accepts it
 
 # Fields read from the request body (batch shape) or the top level (short form).

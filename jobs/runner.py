@@ -9,23 +9,34 @@ Outputs (each record fsynced as it is written, see docs/guarantees.md):
 - summary JSON at the end (latency percentiles, TTFT, makespan, tokens/s, acceptance, overhead).
 A request's timing line is written before its result: the result is the commit point that
 `--resume` trusts.
+
+Order of a run, so that a run that cannot start leaves an earlier run's files as they were:
+options (JobConfig), device and model location (hf_laps.preflight), the input, a probe of every
+output path, the model load; only then are the outputs opened (truncated unless resuming) and
+the earlier summary removed (it is written again at the end).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from hf_laps.jobs.records import error_record, line_error_record, record_key, success_record
 from hf_laps.jobs.requests import JobRequest, LineError, parse_line, read_requests
-from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys
+from hf_laps.jobs.notices import input_warnings
+from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writable
 from hf_laps.jobs.stopping import graceful_stop
 from hf_laps.jobs.summary import format_summary_table, summarize
+from hf_laps.preflight import check_device, check_model_location
 from hf_laps.scheduling import SchedulerConfig
 from hf_laps.scheduling.records import TimingRecord, read_timing_log
 from hf_laps.workloads import poisson_arrivals
+
+ORACLE_PREDICTORS = ("oracle", "noisy-oracle")
 
 # exit codes (documented in docs/guarantees.md)
 EXIT_OK = 0  # every request has a success record
@@ -75,6 +86,18 @@ class JobConfig:
             raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if len({Path(p).resolve() for p in (self.results, self.timing_log, self.summary)}) < 3:
             raise ValueError("results, timing log and summary must be three different files")
+        self._check_conflicts()
+
+    def _check_conflicts(self) -> None:
+        """Option combinations that cannot mean anything: refused before anything runs."""
+        if self.truth is None and self.policy == "srpt-oracle":
+            raise ValueError("--policy srpt-oracle needs --truth: the timing log of an earlier run of this job")
+        if self.truth is None and self.predictor in ORACLE_PREDICTORS:
+            raise ValueError(f"--predictor {self.predictor} needs --truth: the timing log of an earlier run of this job")
+        if self.predictor_sigma is not None and self.predictor != "noisy-oracle":
+            raise ValueError("--predictor-sigma applies only to --predictor noisy-oracle")
+        if self.arrival_rate is not None and self.ignore_arrivals:
+            raise ValueError("--arrival-rate and --ignore-arrivals contradict each other; give one")
 
 
 @dataclass
@@ -86,32 +109,64 @@ class JobOutcome:
     skipped: int = 0  # already in the results file (resume)
     message: str = ""
     counts: dict = field(default_factory=dict)
+    outputs_opened: bool = False  # False: the run stopped before writing anything
+    warnings: list[str] = field(default_factory=list)
 
 
-def run_job(config: JobConfig, generator=None, policy=None) -> JobOutcome:
+def run_job(config: JobConfig, generator=None, on_warning: Callable[[str], None] | None = None,
+            policy=None) -> JobOutcome:
     """Run the job; never raises for bad requests or output errors (see the exit codes).
 
-    `generator`: a loaded LapsGenerator (default: built from `config`); `policy`: a fresh Policy
-    instance to schedule with (default: the generator's, from `config.policy`).
+    Args:
+        config: the job.
+        generator: a ready LapsGenerator (tests, notebooks); None loads config.model.
+        policy: a fresh Policy instance to schedule with (default: the generator's, built from
+            config.policy, config.scheduler and the predictor options).
+        on_warning: called with each warning as it arises (they are also in outcome.warnings).
+
+    Raises:
+        PreflightError (a ValueError): unusable device or model location; nothing was touched.
+        ModelLoadError: the model could not be loaded; nothing was touched.
     """
+    started = time.monotonic()
+    if generator is None:
+        check_device(config.device)
+        check_model_location(config.model)  # None: the embedded default
+        if config.assistant is not None:
+            check_model_location(config.assistant)
     try:
         requests, line_errors = load_requests(config.input)
     except (OSError, ValueError) as exc:
         return JobOutcome(EXIT_USAGE, message=f"cannot read {config.input}: {exc}")
+    warnings = input_warnings(config.input, requests, line_errors)
+    for warning in warnings if on_warning is not None else ():
+        on_warning(warning)
     # SIGINT / SIGTERM stop the job gracefully from here on, model loading included
     with graceful_stop() as stop:
         try:
-            if not config.resume:
-                # open both files before truncating either: an unwritable timing log must not
-                # cost the previous results file
-                for path in (config.results, config.timing_log):
-                    JsonlSink(path, resume=True).close()
-            with JsonlSink(config.results, resume=config.resume) as results, JsonlSink(
-                config.timing_log, resume=config.resume
-            ) as timing:
-                return _run(config, requests, line_errors, results, timing, generator, stop, policy)
+            outcome = _start(config, requests, line_errors, generator, stop, started, policy)
         except SinkError as exc:
-            return JobOutcome(EXIT_OUTPUT_ERROR, message=f"output error: {exc}")
+            outcome = JobOutcome(EXIT_OUTPUT_ERROR, message=f"output error: {exc}")
+    outcome.warnings = warnings
+    return outcome
+
+
+def _start(config, requests, line_errors, generator, stop, started, policy) -> JobOutcome:
+    """Probe the outputs, load the model, then open the outputs and run."""
+    for path in (config.results, config.timing_log):
+        probe_writable(path)  # fails before the (long) model load, changing nothing
+    done = completed_keys(config.results) if config.resume else set()
+    todo = [r for r in requests if r.custom_id not in done]
+    if todo and generator is None and not stop.requested:
+        generator = build_generator(config)
+    if stop.requested:  # a signal while the model loaded: nothing was written
+        return JobOutcome(EXIT_INTERRUPTED, message="interrupted before the job started; nothing was written")
+    with JsonlSink(config.results, resume=config.resume) as results, JsonlSink(
+        config.timing_log, resume=config.resume
+    ) as timing:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(config.summary)  # it described the outputs as they were; rewritten at the end
+        return _run(config, requests, line_errors, results, timing, generator, stop, started, policy)
 
 
 def load_requests(path: str) -> tuple[list[JobRequest], list[LineError]]:
@@ -133,9 +188,9 @@ def _row_request(index: int, row: dict) -> dict:
     return row
 
 
-def _run(config, requests, line_errors, results, timing, generator, stop, policy) -> JobOutcome:
+def _run(config, requests, line_errors, results, timing, generator, stop, started, policy) -> JobOutcome:
     done = completed_keys(config.results) if config.resume else set()
-    outcome = JobOutcome(EXIT_OK)
+    outcome = JobOutcome(EXIT_OK, outputs_opened=True)
     for error in line_errors:
         record = line_error_record(error)
         if record_key(record) not in done:
@@ -144,8 +199,6 @@ def _run(config, requests, line_errors, results, timing, generator, stop, policy
     todo = [r for r in requests if r.custom_id not in done]
     outcome.skipped = len(requests) - len(todo)
     if todo:
-        if generator is None and not stop.requested:
-            generator = build_generator(config)
         interrupted = stop.requested or _serve(config, todo, generator, results, timing, outcome, stop, policy)
         if interrupted:
             outcome.exit_code = EXIT_INTERRUPTED
@@ -153,7 +206,7 @@ def _run(config, requests, line_errors, results, timing, generator, stop, policy
             return outcome
     # errors of requests skipped as already done (this run's are counted above already)
     outcome.failed += _previous_errors(config, {r.custom_id for r in requests} & done)
-    outcome.summary = _write_summary(config)
+    outcome.summary = _write_summary(config, wall_seconds=time.monotonic() - started)
     if outcome.failed:
         outcome.exit_code = EXIT_REQUEST_ERRORS
     return outcome
@@ -212,7 +265,8 @@ def _serve(config, todo, generator, results, timing, outcome, stop, policy) -> b
             if arrivals is not None:
                 submissions[-1].arrival = arrivals[index]
         except ValueError as exc:
-            errors.append(error_record(custom_id=request.custom_id, line_no=request.line_no, field=_field(request), message=str(exc)))
+            field = exc.field if isinstance(exc, RequestRejected) else _field(request)
+            errors.append(error_record(custom_id=request.custom_id, line_no=request.line_no, field=field, message=str(exc)))
     for record in errors:
         results.write(record)
         outcome.failed += 1
@@ -231,8 +285,20 @@ def _serve(config, todo, generator, results, timing, outcome, stop, policy) -> b
     return finished < len(submissions)  # a signal after the last request changes nothing
 
 
+class RequestRejected(ValueError):
+    """A request refused before it runs, because of the named field (a 400 error record)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def _submission(config, generator, request: JobRequest, truth: dict):
     kwargs = request.generation_kwargs(config.max_new_tokens, config.temperature)
+    if request.max_tokens is None:
+        # the job's default cap is fitted to the context window; a line's own max_tokens that
+        # does not fit is refused (below), as OpenAI and vLLM do, never shortened silently
+        kwargs["default_max_new_tokens"] = kwargs.pop("max_new_tokens")
     if "seed" not in kwargs and config.seed is not None:
         kwargs["seed"] = config.seed + request.line_no  # reproducible, distinct per request
     if request.stop:
@@ -240,13 +306,29 @@ def _submission(config, generator, request: JobRequest, truth: dict):
     prompt = request.prompt if request.messages is None else list(request.messages)
     arrival = 0.0 if config.ignore_arrivals or request.arrival_time is None else request.arrival_time
     submission = generator.submission(request.custom_id, prompt, kwargs, arrival)
+    if request.max_tokens is not None:
+        _check_fits(generator.engine, submission.prompt, request.max_tokens)
     known = truth.get(request.custom_id)
     if known is not None:
         submission.true_output_tokens = known.output_tokens
         submission.true_service_seconds = known.busy_seconds
     elif config.policy == "srpt-oracle":
-        raise ValueError("srpt-oracle needs the true execution time: pass --truth with the timing log of an earlier run of this job")
+        raise RequestRejected("custom_id", f"custom_id {request.custom_id!r} is not in the --truth timing log: "
+                                           "srpt-oracle needs its true length and time")
     return submission
+
+
+def _check_fits(engine, prompt, max_tokens: int) -> None:
+    """A 400 on `max_tokens` when prompt + max_tokens exceeds the model's context window."""
+    from hf_laps.engine import ContextWindowExceeded
+
+    try:
+        engine.check_fits(engine.prompt_length(prompt), max_tokens)
+    except ContextWindowExceeded as exc:
+        raise RequestRejected("max_tokens", (
+            f"prompt ({exc.prompt_tokens} tokens) + max_tokens ({max_tokens}) exceeds the model's "
+            f"context window of {exc.window} tokens; use max_tokens <= {exc.room}"
+        )) from None
 
 
 def _field(request: JobRequest) -> str:
@@ -258,6 +340,7 @@ def _success(request: JobRequest, completion, model_name: str) -> dict:
     return success_record(
         request,
         text=state.text or "",
+        stop=request.stop,
         finish_reason=state.finish_reason,
         prompt_tokens=state.prompt_len,
         completion_tokens=state.num_generated,
@@ -291,8 +374,8 @@ def _read_timing(path: str) -> list[dict]:
     return [record.to_json() for record in read_timing_log(path)]
 
 
-def _write_summary(config: JobConfig) -> dict:
-    summary = summarize(_read_timing(config.timing_log))
+def _write_summary(config: JobConfig, wall_seconds: float) -> dict:
+    summary = summarize(_read_timing(config.timing_log), wall_seconds=wall_seconds)
     summary["policy"] = config.policy
     tmp = f"{config.summary}.tmp"
     try:

@@ -68,7 +68,7 @@ class JsonlSink:
         try:
             # O_RDWR: the torn-tail repair reads the end of the file
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-            self._lock()
+            _lock(self._fd, self.path)
             # truncate only once we hold the lock, never under another writer
             self._size = _cut_torn_tail(self._fd) if resume else 0
             if not resume:
@@ -81,17 +81,6 @@ class JsonlSink:
         except OSError as e:
             self.close()
             raise SinkError(self.path, _reason(e), e.errno) from e
-
-    def _lock(self) -> None:
-        if fcntl is None:
-            return
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SinkError(self.path, "another process is writing this file") from None
-        except OSError as e:  # file systems without flock (some NFS): go on unlocked
-            if e.errno not in (errno_codes.ENOLCK, errno_codes.EOPNOTSUPP, errno_codes.ENOSYS):
-                raise
 
     def write(self, record: dict) -> None:
         """Append one record as a line and fsync it.
@@ -136,6 +125,49 @@ class JsonlSink:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def probe_writable(path: str | os.PathLike) -> None:
+    """Check that `JsonlSink(path)` could open the file, without creating or changing it.
+
+    The job probes every output before it loads a model (seconds to minutes), so that a bad
+    path fails at once and a run that cannot start leaves an earlier run's files as they were.
+
+    Raises:
+        SinkError: the file is not writable, is a directory, its folder is missing or not
+            writable, or another process holds its lock.
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise SinkError(path, f"no such file or directory (ENOENT): folder {folder} is missing", errno_codes.ENOENT)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise SinkError(path, f"permission denied (EACCES): folder {folder} is not writable", errno_codes.EACCES)
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)  # no O_CREAT, no truncation
+    except OSError as e:
+        raise SinkError(path, _reason(e), e.errno) from e
+    try:
+        _lock(fd, path)
+    except OSError as e:
+        raise SinkError(path, _reason(e), e.errno) from e
+    finally:
+        os.close(fd)  # releases the lock again
+
+
+def _lock(fd: int, path: str) -> None:
+    """Take the exclusive flock that keeps a second writer off the file."""
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SinkError(path, "another process is writing this file") from None
+    except OSError as e:  # file systems without flock (some NFS): go on unlocked
+        if e.errno not in (errno_codes.ENOLCK, errno_codes.EOPNOTSUPP, errno_codes.ENOSYS):
+            raise
 
 
 def encode_record(record: dict) -> bytes:

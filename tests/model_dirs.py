@@ -12,7 +12,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from hf_laps.models import embedded_source, load_tokenizer
 
 
-def save_tiny_model_dir(path: Path, seed: int = 0, layers: int = 2) -> Path:
+def save_tiny_model_dir(path: Path, seed: int = 0, layers: int = 2, embedding_scale: float = 20.0) -> Path:
+    """embedding_scale 20 makes the model repeat the prompt's last token; 1 keeps the random
+    init, which repeats some other token (e.g. "Hello" -> "FoundFound..."), so a stop string
+    can lie wholly inside the generated text."""
     tokenizer = load_tokenizer(embedded_source())
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -30,7 +33,7 @@ def save_tiny_model_dir(path: Path, seed: int = 0, layers: int = 2) -> Path:
     )
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():  # repetitive greedy output, so prompt lookup accepts some drafts
-        model.model.embed_tokens.weight.mul_(20.0)
+        model.model.embed_tokens.weight.mul_(embedding_scale)
     path = Path(path)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -45,7 +45,7 @@ def test_run_on_a_model_directory(tmp_path, tiny_model_dir):
 def test_missing_model_is_a_clear_error_not_a_traceback(tmp_path):
     proc = hf_laps("run", EXAMPLES, "-o", tmp_path / "r.jsonl", "--model", tmp_path / "no-such-model")
     assert proc.returncode == 2
-    assert "could not load" in proc.stderr and "Traceback" not in proc.stderr
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

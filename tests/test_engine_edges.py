@@ -7,6 +7,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from hf_laps import EngineConfig, SpeculativeEngine
+from hf_laps.engine import ContextWindowExceeded
 from tests import hf_reference as ref
 from tests.tiny_models import noisy_draft, prompts, tiny_target
 
@@ -89,9 +90,20 @@ def test_prompt_over_context_window_is_a_clear_error(engines):
         engines["prompt-lookup"].start(list(range(1, 100)) * 3, max_new_tokens=4)
 
 
-def test_generation_capped_at_context_window(target, engines):
-    prompt = prompts(1)[0]
-    state = engines["draft-model"].generate(prompt * 20, max_new_tokens=100, do_sample=False)
+def test_explicit_cap_past_the_context_window_is_refused(engines):
+    prompt = prompts(1)[0] * 20  # 240 tokens of a 256-token window
+    with pytest.raises(ContextWindowExceeded, match="use max_new_tokens <= 16") as info:
+        engines["draft-model"].start(prompt, max_new_tokens=100, do_sample=False)
+    assert (info.value.prompt_tokens, info.value.room) == (240, 16)
+    with pytest.raises(ContextWindowExceeded):
+        engines["draft-model"].start(prompt, max_length=257, do_sample=False)
+
+
+def test_default_cap_is_fitted_to_the_context_window(engines):
+    prompt = prompts(1)[0] * 20
+    state = engines["draft-model"].generate(prompt, default_max_new_tokens=100, do_sample=False)
+    assert state.input_ids.shape[1] == 256 and state.finish_reason == "length"
+    state = engines["draft-model"].generate(prompt, do_sample=False)  # the engine's own default, 128
     assert state.input_ids.shape[1] == 256 and state.finish_reason == "length"
 
 

@@ -111,10 +111,18 @@ def test_resume_skips_finished_ids(tmp_path, generator):
     assert sorted(ids) == sorted(g["custom_id"] for g in GOOD)
 
 
-def test_srpt_oracle_without_truth_is_a_clear_error(tmp_path, generator):
-    config, outcome = run(tmp_path, generator, "srpt-oracle", [json.dumps(GOOD[0])])
+def test_srpt_oracle_without_truth_is_refused_before_anything_runs(tmp_path, generator):
+    with pytest.raises(ValueError, match="srpt-oracle needs --truth"):
+        run(tmp_path, generator, "srpt-oracle", [json.dumps(GOOD[0])])
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_srpt_oracle_request_missing_from_truth_is_an_error_on_custom_id(tmp_path, generator):
+    truth = tmp_path / "truth.jsonl"
+    truth.write_text(json.dumps({"custom_id": "other", "output_tokens": 3, "busy_seconds": 0.1}) + "\n")
+    config, outcome = run(tmp_path, generator, "srpt-oracle", [json.dumps(GOOD[0])], truth=str(truth))
     record = read_jsonl(config.results)[0]
-    assert "--truth" in record["error"]["message"]
+    assert record["error"]["field"] == "custom_id" and "--truth" in record["error"]["message"]
 
 
 def test_dataset_saved_to_disk_is_an_input(tmp_path, generator):

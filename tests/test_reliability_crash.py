@@ -73,7 +73,11 @@ def command(model_dir: Path, resume: bool) -> list[str]:
 
 
 def env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    # PYTHONPATH: the jobs run in their own folders, where `python -m` would otherwise import the
+    # installed hf_laps rather than this checkout's
+    path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": path}
 
 
 OUTPUTS = ("results.jsonl", "results.timing.jsonl", "results.summary.json")

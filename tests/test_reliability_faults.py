@@ -3,7 +3,8 @@
 `hf-laps run` runs in process (click's CliRunner, on the tiny model dir) so that faults can be
 injected with monkeypatch; the exit code is the CLI's own `sys.exit` code:
 
-- a prompt over the context window -> a 400 error record, the others finish, exit 3;
+- a prompt over the context window, or max_tokens past it -> a 400 error record, the others
+  finish, exit 3;
 - torch.OutOfMemoryError raised by one request's round -> a 500 error record, the others finish
   with the texts of a fault-free run, exit 3, and `--resume` does not retry it;
 - ENOSPC / EIO injected into os.write / os.fsync of the results or timing file, and output paths
@@ -69,26 +70,27 @@ def baseline(tiny_model_dir, tmp_path_factory):
 
 def test_prompt_over_the_context_window(tiny_model_dir, tmp_path, baseline):
     long_text = "word " * 600  # > 512 = max_position_embeddings of the tiny model
-    near = "word " * 505  # fits; generation is capped at the window
+    near = "word " * 505  # fits, with room for 6 tokens
     write_input(tmp_path / "input.jsonl", [
         {"custom_id": "too-long", "prompt": long_text},
         {"custom_id": "too-long-chat", "messages": [{"role": "user", "content": long_text}]},
-        {"custom_id": "near", "prompt": near, "max_tokens": 100},
+        {"custom_id": "near", "prompt": near, "max_tokens": 100},  # refused: 506 + 100 > 512
+        {"custom_id": "near-default", "prompt": near},  # the job's default cap, fitted to the window
     ])
     result = hf_laps_run(tmp_path, tiny_model_dir)
     assert result.exit_code == 3, result.output
     records = {r["custom_id"]: r for r in read_records(tmp_path / "results.jsonl")}
-    assert len(records) == N + 3
-    for custom_id, field in (("too-long", "prompt"), ("too-long-chat", "messages")):
+    assert len(records) == N + 4
+    for custom_id, field in (("too-long", "prompt"), ("too-long-chat", "messages"), ("near", "max_tokens")):
         record = records[custom_id]
         assert record["response"]["status_code"] == 400
         assert record["response"]["body"]["error"]["type"] == "invalid_request_error"
         assert record["error"]["field"] == field and "context window" in record["error"]["message"]
-    near_body = records["near"]["response"]["body"]
-    assert records["near"]["error"] is None and near_body["choices"][0]["finish_reason"] == "length"
-    assert near_body["usage"]["total_tokens"] == 512  # stopped at the window, not at max_tokens
-    assert texts(list(records.values())) == {**baseline, "near": near_body["choices"][0]}
-    assert "2 failed" in result.output
+    near_body = records["near-default"]["response"]["body"]
+    assert records["near-default"]["error"] is None and near_body["choices"][0]["finish_reason"] == "length"
+    assert near_body["usage"]["total_tokens"] == 512  # stopped at the window, not at the default cap
+    assert texts(list(records.values())) == {**baseline, "near-default": near_body["choices"][0]}
+    assert "3 failed" in result.output
 
 
 def test_out_of_memory_in_a_round(tiny_model_dir, tmp_path, baseline, monkeypatch):
@@ -258,5 +260,8 @@ def test_summary_not_writable_is_exit_4_after_every_result(tiny_model_dir, tmp_p
 def test_exit_code_2_for_an_unloadable_model(tmp_path):
     write_input(tmp_path / "input.jsonl")
     result = hf_laps_run(tmp_path, tmp_path / "no-such-model")
+    assert result.exit_code == 2 and "does not exist" in result.output
+    (tmp_path / "not-a-model").mkdir()
+    result = hf_laps_run(tmp_path, tmp_path / "not-a-model")
     assert result.exit_code == 2 and "could not load" in result.output
-    assert not (tmp_path / "results.jsonl").exists() or read_records(tmp_path / "results.jsonl") == []
+    assert not (tmp_path / "results.jsonl").exists()  # checked and loaded before any output is opened
