@@ -32,7 +32,7 @@ from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writab
 from hf_laps.jobs.stopping import graceful_stop
 from hf_laps.jobs.summary import format_summary_table, summarize
 from hf_laps.preflight import check_device, check_model_location
-from hf_laps.scheduling import SchedulerConfig
+from hf_laps.scheduling import SchedulerConfig, policy_entry
 from hf_laps.scheduling.records import TimingRecord, read_timing_log
 from hf_laps.workloads import poisson_arrivals
 
@@ -90,8 +90,8 @@ class JobConfig:
 
     def _check_conflicts(self) -> None:
         """Option combinations that cannot mean anything: refused before anything runs."""
-        if self.truth is None and self.policy == "srpt-oracle":
-            raise ValueError("--policy srpt-oracle needs --truth: the timing log of an earlier run of this job")
+        if self.truth is None and policy_entry(self.policy).needs_truth:
+            raise ValueError(f"--policy {self.policy} needs --truth: the timing log of an earlier run of this job")
         if self.truth is None and self.predictor in ORACLE_PREDICTORS:
             raise ValueError(f"--predictor {self.predictor} needs --truth: the timing log of an earlier run of this job")
         if self.predictor_sigma is not None and self.predictor != "noisy-oracle":
@@ -312,9 +312,9 @@ def _submission(config, generator, request: JobRequest, truth: dict):
     if known is not None:
         submission.true_output_tokens = known.output_tokens
         submission.true_service_seconds = known.busy_seconds
-    elif config.policy == "srpt-oracle":
+    elif policy_entry(config.policy).needs_truth:
         raise RequestRejected("custom_id", f"custom_id {request.custom_id!r} is not in the --truth timing log: "
-                                           "srpt-oracle needs its true length and time")
+                                           f"{config.policy} needs its true length and time")
     return submission
 
 
