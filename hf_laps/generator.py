@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from hf_laps.engine import EngineConfig, SpeculativeEngine
+from hf_laps.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts  # noqa: F401 (re-exported)
 from hf_laps.scheduling import SchedulerConfig, make_policy, make_predictor
 from hf_laps.serving import Completion, ServingLoop, Submission
-
-PROMPT_COLUMNS = ("prompt", "messages", "text")
-
 
 @dataclass
 class GenerationResult:
@@ -134,12 +132,17 @@ class LapsGenerator:
         """Generate for every prompt under the scheduling policy; results in input order.
 
         Args:
-            prompts: a list of texts, token-id lists or chat message lists, or a
-                `datasets.Dataset` (column `prompt`, `messages` or `text`, or `column=`).
+            prompts: a list of texts, token-id lists or chat message lists, a
+                `datasets.Dataset` (column `prompt`, `messages` or `text`, or `column=`), or a
+                tokenizer's padded `BatchEncoding` (each row's unmasked ids are one prompt).
             arrivals: seconds after start at which each prompt arrives (default all at 0).
-            **generation_kwargs: transformers generation options for every prompt.
+            **generation_kwargs: transformers generation options for every prompt, optionally
+                `generation_config=GenerationConfig(...)` (explicit kwargs override it).
+        Raises:
+            ValueError: a kwarg no request would use (e.g. a typo), before anything runs.
         """
         items = normalise_prompts(prompts, column)
+        generation_kwargs = generation_options(generation_kwargs)
         if arrivals is not None and len(arrivals) != len(items):
             raise ValueError(f"{len(arrivals)} arrivals for {len(items)} prompts")
         submissions = [
@@ -200,22 +203,6 @@ class LapsGenerator:
 
 def _is_messages(prompt: Any) -> bool:
     return isinstance(prompt, (list, tuple)) and bool(prompt) and all(isinstance(m, dict) for m in prompt)
-
-
-def normalise_prompts(prompts, column: str | None = None) -> list:
-    """A list of prompts from a list or a `datasets.Dataset` column."""
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        datasets = None
-    if datasets is not None and isinstance(prompts, datasets.Dataset):
-        names = [column] if column else [c for c in PROMPT_COLUMNS if c in prompts.column_names]
-        if not names or names[0] not in prompts.column_names:
-            raise ValueError(f"dataset needs a column named one of {PROMPT_COLUMNS} (or pass column=); has {prompts.column_names}")
-        return list(prompts[names[0]])
-    if isinstance(prompts, (str, bytes)):
-        raise TypeError("prompts must be a list of prompts, not a single string")
-    return list(prompts)
 
 
 def _progress_bar(total: int, enabled: bool):
