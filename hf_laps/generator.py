@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 
 from hf_laps.engine import EngineConfig, SpeculativeEngine
 from hf_laps.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts  # noqa: F401 (re-exported)
+from hf_laps.progress import batch_progress
 from hf_laps.scheduling import SchedulerConfig, make_policy, make_predictor
 from hf_laps.serving import Completion, ServingLoop, Submission
 
@@ -176,19 +177,11 @@ class LapsGenerator:
         loop = ServingLoop(self.engine, self.make_policy(), kv_budget_bytes=self.kv_budget_bytes)
         if loop_hook is not None:
             loop_hook(loop)
-        bar = _progress_bar(len(submissions), self.progress if progress is None else progress)
-        tokens = steps = accepted = 0
+        bar = batch_progress(len(submissions), self.progress if progress is None else progress)
         try:
-            for completion in loop.run(submissions):
-                if completion.ok and completion.state is not None:
-                    metrics = completion.state.metrics
-                    tokens += completion.state.num_generated
-                    steps += metrics.num_spec_steps
-                    accepted += metrics.num_accepted_draft_tokens
+            for completion in loop.run(submissions, on_round=bar.on_round if bar is not None else None):
                 if bar is not None:
-                    elapsed = max(loop.now(), 1e-9)
-                    bar.set_postfix(tok_s=f"{tokens / elapsed:.1f}", accept_len=f"{1 + accepted / max(steps, 1):.2f}")
-                    bar.update(1)
+                    bar.on_completion()
                 yield completion
         finally:
             if bar is not None:
@@ -203,11 +196,3 @@ class LapsGenerator:
 
 def _is_messages(prompt: Any) -> bool:
     return isinstance(prompt, (list, tuple)) and bool(prompt) and all(isinstance(m, dict) for m in prompt)
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="req", desc="hf-laps")

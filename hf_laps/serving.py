@@ -109,6 +109,7 @@ class ServingLoop:
         self.live: dict[str, _Live] = {}
         self.busy_seconds = 0.0
         self._t0 = 0.0
+        self._on_round: Callable[[RoundResult], None] | None = None
 
     def stop(self) -> None:
         """Finish the current round, then return (Ctrl-C); unfinished requests are dropped."""
@@ -118,7 +119,11 @@ class ServingLoop:
         return self.clock() - self._t0
 
     # ---- the loop --------------------------------------------------------------------------
-    def run(self, submissions: Iterable[Submission]) -> Iterator[Completion]:
+    def run(
+        self, submissions: Iterable[Submission], on_round: Callable[[RoundResult], None] | None = None
+    ) -> Iterator[Completion]:
+        """Yield each Completion as it leaves; `on_round(result)` after every round (progress)."""
+        self._on_round = on_round
         pending = sorted(submissions, key=lambda s: s.arrival)
         pending.reverse()  # pop() from the end = earliest arrival
         self._t0 = self.clock()
@@ -203,6 +208,8 @@ class ServingLoop:
             live.kv_bytes = live.state.kv_bytes
         self.policy.on_round(_report(result), now)
         self._collect_events()
+        if self._on_round is not None:
+            self._on_round(result)
         if not result.finished:
             return None
         del self.live[request_id]
