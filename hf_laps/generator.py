@@ -107,17 +107,21 @@ class LapsGenerator:
         device: str = "cpu",
         dtype: str = "auto",
         trust_remote_code: bool = False,
+        threads: int | None = None,
         **kwargs,
     ) -> "LapsGenerator":
-        """Load target (hub id, local dir, .gguf, or None = embedded default) and draft."""
+        """Load target (hub id, local dir, .gguf, or None = embedded default) and draft.
+
+        `threads`: torch CPU threads (default on CPU: `hf_laps.runtime.default_cpu_threads()`).
+        """
         from hf_laps.models import load_causal_lm, load_tokenizer, resolve_source
 
         source = resolve_source(model)
-        target = load_causal_lm(source, device, dtype, trust_remote_code)
+        target = load_causal_lm(source, device, dtype, trust_remote_code, threads)
         tokenizer = load_tokenizer(source, trust_remote_code)
         draft = None
         if assistant is not None:
-            draft = load_causal_lm(resolve_source(assistant), device, dtype, trust_remote_code)
+            draft = load_causal_lm(resolve_source(assistant), device, dtype, trust_remote_code, threads)
         return cls(target, draft, tokenizer, **kwargs)
 
     # ---- generation ------------------------------------------------------------------------

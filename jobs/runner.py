@@ -61,6 +61,7 @@ class JobConfig:
     ignore_arrivals: bool = False
     arrival_rate: float | None = None  # requests/s: Poisson arrivals in input order (seeded)
     progress: bool = True
+    threads: int | None = None  # torch CPU threads; None: hf_laps.runtime.default_cpu_threads()
 
     def __post_init__(self) -> None:
         stem = str(Path(self.results).with_suffix(""))
@@ -181,6 +182,7 @@ def build_generator(config: JobConfig):
         device=config.device,
         dtype=config.dtype,
         trust_remote_code=config.trust_remote_code,
+        threads=config.threads,
         policy=config.policy,
         engine_config=EngineConfig(
             num_assistant_tokens=config.num_assistant_tokens, prompt_lookup_num_tokens=config.prompt_lookup
