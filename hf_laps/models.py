@@ -9,6 +9,8 @@ directories); a `.gguf` file path works too. `trust_remote_code` stays off unles
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,9 +117,10 @@ def load_causal_lm(
     torch_dtype = resolve_dtype(dtype, device)
 
     def build():
-        return AutoModelForCausalLM.from_pretrained(
-            source.location, gguf_file=source.gguf_file, dtype=torch_dtype, trust_remote_code=trust_remote_code
-        )
+        with _gguf_bar_follows_transformers():
+            return AutoModelForCausalLM.from_pretrained(
+                source.location, gguf_file=source.gguf_file, dtype=torch_dtype, trust_remote_code=trust_remote_code
+            )
 
     try:
         if source.gguf_file is None:
@@ -132,6 +135,25 @@ def load_causal_lm(
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_not_found(source, "model", exc)) from exc
     return model.to(device).eval()
+
+
+@contextlib.contextmanager
+def _gguf_bar_follows_transformers():
+    """transformers' GGUF converter draws a plain tqdm bar that ignores
+    `transformers.utils.logging.disable_progress_bar()` (what --no-progress calls); while
+    bars are disabled there, build that one disabled too."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None or hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
 
 
 def _save_dequantised(model, directory) -> None:
