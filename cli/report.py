@@ -2,10 +2,13 @@
 
     hf-laps report fcfs.timing.jsonl laps.timing.jsonl -o report.png
 
-The plot (matplotlib) has two panels: the latency CDF of every log, and one timeline per log
-(a row per request, sorted by arrival: a thin line from arrival to its first round, a thick bar
-from its first round to its finish, a tick at its first token). Requests that were preempted
-show a long thick bar with few tokens: that is where a policy made them wait mid-way.
+The plot (matplotlib) has two panels: the latency CDF of every log, and one timeline per log.
+Up to TIMELINE_ROWS requests, the timeline has a row per request, labelled by custom_id and
+sorted by arrival: a thin line from arrival to its first round, a thick bar from its first round
+to its finish, a tick at its first token. Requests that were preempted show a long thick bar
+with few tokens: that is where a policy made them wait mid-way. Beyond TIMELINE_ROWS requests,
+rows would be thinner than a pixel, so the timeline shows counts over time instead: requests
+waiting (arrived, no round yet) and in progress (first round run, not finished).
 """
 from __future__ import annotations
 
@@ -67,7 +70,13 @@ def plot_cdfs(curves: dict[str, list[float]], path: str, title: str = "latency C
     plt.close(fig)
 
 
+TIMELINE_ROWS = 40  # rows that stay legible in a 3-inch panel with custom_id labels
+
+
 def _timeline(ax, label: str, records: list[dict]) -> None:
+    if len(records) > TIMELINE_ROWS:
+        _occupancy(ax, label, records)
+        return
     rows = sorted(records, key=lambda r: (r.get("arrival", 0.0), r.get("start") or 0.0))
     for y, r in enumerate(rows):
         arrival, start, finish = r.get("arrival", 0.0), r.get("start") or r["finish"], r["finish"]
@@ -76,9 +85,43 @@ def _timeline(ax, label: str, records: list[dict]) -> None:
         ax.plot([start, finish], [y, y], color=color, linewidth=4, solid_capstyle="butt")
         if r.get("first_token") is not None:
             ax.plot([r["first_token"]], [y], "|", color="black", markersize=6)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([str(r.get("custom_id", "?")) for r in rows], fontsize=6)
+    ax.invert_yaxis()  # first arrival on top
     ax.set_title(f"{label}: blue ran without preemption, red was preempted", fontsize=9)
     ax.set_xlabel("seconds since job start")
-    ax.set_ylabel("request (by arrival)")
+    ax.set_ylabel("custom_id (by arrival)")
+
+
+def occupancy(records: list[dict]) -> tuple[list[float], list[int], list[int]]:
+    """(times, waiting, in progress) after each event, events sorted by time.
+
+    waiting: arrived, first round not yet run; in progress: first round run, not finished.
+    """
+    deltas: list[tuple[float, int, int]] = []
+    for r in records:
+        arrival, finish = float(r.get("arrival", 0.0)), float(r["finish"])
+        start = float(r["start"]) if r.get("start") is not None else finish
+        deltas += [(arrival, 1, 0), (start, -1, 1), (finish, 0, -1)]
+    times, waiting, running = [], [], []
+    w = p = 0
+    for time, dw, dp in sorted(deltas):
+        w, p = w + dw, p + dp
+        times.append(time)
+        waiting.append(w)
+        running.append(p)
+    return times, waiting, running
+
+
+def _occupancy(ax, label: str, records: list[dict]) -> None:
+    times, waiting, running = occupancy(records)
+    ax.step(times, waiting, where="post", color="0.5", label="waiting (no round yet)")
+    ax.step(times, running, where="post", color="tab:red", label="in progress (started, not finished)")
+    ax.set_title(f"{label}: {len(records)} requests", fontsize=9)
+    ax.set_xlabel("seconds since job start")
+    ax.set_ylabel("requests")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 def plot_report(logs: dict[str, list[dict]], path: str) -> None:

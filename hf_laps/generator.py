@@ -16,11 +16,11 @@ from typing import Any, Iterator, Sequence
 
 from hf_laps.engine import EngineConfig, SpeculativeEngine
 from hf_laps.engine_executor import EngineExecutor
+from hf_laps.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts  # noqa: F401 (re-exported)
 from hf_laps.loop import Completion, ServingLoop, Submission
+from hf_laps.progress import batch_progress
 from hf_laps.scheduling import Policy, SchedulerConfig, make_policy, make_predictor
 from hf_laps.scheduling.records import TimingRecord
-
-PROMPT_COLUMNS = ("prompt", "messages", "text")
 
 
 @dataclass
@@ -110,17 +110,21 @@ class LapsGenerator:
         device: str = "cpu",
         dtype: str = "auto",
         trust_remote_code: bool = False,
+        threads: int | None = None,
         **kwargs,
     ) -> "LapsGenerator":
-        """Load target (hub id, local dir, .gguf, or None = embedded default) and draft."""
+        """Load target (hub id, local dir, .gguf, or None = embedded default) and draft.
+
+        `threads`: torch CPU threads (default on CPU: `hf_laps.runtime.default_cpu_threads()`).
+        """
         from hf_laps.models import load_causal_lm, load_tokenizer, resolve_source
 
         source = resolve_source(model)
-        target = load_causal_lm(source, device, dtype, trust_remote_code)
+        target = load_causal_lm(source, device, dtype, trust_remote_code, threads)
         tokenizer = load_tokenizer(source, trust_remote_code)
         draft = None
         if assistant is not None:
-            draft = load_causal_lm(resolve_source(assistant), device, dtype, trust_remote_code)
+            draft = load_causal_lm(resolve_source(assistant), device, dtype, trust_remote_code, threads)
         return cls(target, draft, tokenizer, **kwargs)
 
     # ---- generation ------------------------------------------------------------------------
@@ -136,12 +140,17 @@ class LapsGenerator:
         """Generate for every prompt under the scheduling policy; results in input order.
 
         Args:
-            prompts: a list of texts, token-id lists or chat message lists, or a
-                `datasets.Dataset` (column `prompt`, `messages` or `text`, or `column=`).
+            prompts: a list of texts, token-id lists or chat message lists, a
+                `datasets.Dataset` (column `prompt`, `messages` or `text`, or `column=`), or a
+                tokenizer's padded `BatchEncoding` (each row's unmasked ids are one prompt).
             arrivals: seconds after start at which each prompt arrives (default all at 0).
-            **generation_kwargs: transformers generation options for every prompt.
+            **generation_kwargs: transformers generation options for every prompt, optionally
+                `generation_config=GenerationConfig(...)` (explicit kwargs override it).
+        Raises:
+            ValueError: a kwarg no request would use (e.g. a typo), before anything runs.
         """
         items = normalise_prompts(prompts, column)
+        generation_kwargs = generation_options(generation_kwargs)
         if arrivals is not None and len(arrivals) != len(items):
             raise ValueError(f"{len(arrivals)} arrivals for {len(items)} prompts")
         submissions = [
@@ -175,23 +184,15 @@ class LapsGenerator:
         with the ServingLoop before it starts (the job runner uses it to stop at a round
         boundary on Ctrl-C).
         """
+        bar = batch_progress(len(submissions), self.progress if progress is None else progress)
         loop = ServingLoop(EngineExecutor(self.engine), policy if policy is not None else self.make_policy(),
-                           kv_budget_bytes=self.kv_budget_bytes)
+                           kv_budget_bytes=self.kv_budget_bytes, on_round=bar.on_round if bar is not None else None)
         if loop_hook is not None:
             loop_hook(loop)
-        bar = _progress_bar(len(submissions), self.progress if progress is None else progress)
-        tokens = steps = accepted = 0
         try:
             for completion in loop.run(submissions):
-                if completion.ok and completion.state is not None:
-                    metrics = completion.state.metrics
-                    tokens += completion.state.num_generated
-                    steps += metrics.num_spec_steps
-                    accepted += metrics.num_accepted_draft_tokens
                 if bar is not None:
-                    elapsed = max(loop.now(), 1e-9)
-                    bar.set_postfix(tok_s=f"{tokens / elapsed:.1f}", accept_len=f"{1 + accepted / max(steps, 1):.2f}")
-                    bar.update(1)
+                    bar.on_completion()
                 yield completion
         finally:
             if bar is not None:
@@ -206,27 +207,3 @@ class LapsGenerator:
 
 def _is_messages(prompt: Any) -> bool:
     return isinstance(prompt, (list, tuple)) and bool(prompt) and all(isinstance(m, dict) for m in prompt)
-
-
-def normalise_prompts(prompts, column: str | None = None) -> list:
-    """A list of prompts from a list or a `datasets.Dataset` column."""
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        datasets = None
-    if datasets is not None and isinstance(prompts, datasets.Dataset):
-        names = [column] if column else [c for c in PROMPT_COLUMNS if c in prompts.column_names]
-        if not names or names[0] not in prompts.column_names:
-            raise ValueError(f"dataset needs a column named one of {PROMPT_COLUMNS} (or pass column=); has {prompts.column_names}")
-        return list(prompts[names[0]])
-    if isinstance(prompts, (str, bytes)):
-        raise TypeError("prompts must be a list of prompts, not a single string")
-    return list(prompts)
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="req", desc="hf-laps")

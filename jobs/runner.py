@@ -75,6 +75,7 @@ class JobConfig:
     arrival_rate: float | None = None  # requests/s: Poisson arrivals in input order (seeded)
     progress: bool = True
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability knobs
+    threads: int | None = None  # torch CPU threads; None: hf_laps.runtime.default_cpu_threads()
 
     def __post_init__(self) -> None:
         stem = str(Path(self.results).with_suffix(""))
@@ -241,6 +242,7 @@ def build_generator(config: JobConfig):
         device=config.device,
         dtype=config.dtype,
         trust_remote_code=config.trust_remote_code,
+        threads=config.threads,
         policy=config.policy,
         scheduler_config=config.scheduler,
         engine_config=EngineConfig(

@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from typing import Any, Iterable
 
+from hf_laps.metrics import SpecMetrics
 from hf_laps.stats import latency_summary
 
 PERCENTILE_KEYS = ("mean", "p50", "p90", "p99")
@@ -30,21 +31,20 @@ def _spread(values: list[float], prefix: str) -> dict[str, float | None]:
     return {k: _defined(v) for k, v in latency_summary(values, prefix).items()}
 
 
-def _drafting(record: dict) -> tuple[int, int, int, Counter]:
-    """(speculative steps, drafted tokens, accepted tokens, histogram) of one request.
-
-    From its rounds [drafted, accepted, seconds, draft_seconds] when present: a round with
-    drafted > 0 is one speculative step. Otherwise from its vLLM-style `metrics`.
-    """
+def _drafting(record: dict) -> SpecMetrics:
+    """One request's speculative counters: from its rounds [drafted, accepted, seconds,
+    draft_seconds] when present (every round is a target forward, hence a step, drafted or
+    not), otherwise from its vLLM-style `metrics`, which count the same rounds."""
     rounds = record.get("rounds") or []
     if rounds:
-        steps = [(int(r[0]), int(r[1])) for r in rounds if r[0] > 0]
-        hist = Counter(accepted for _, accepted in steps)
-        return len(steps), sum(d for d, _ in steps), sum(a for _, a in steps), hist
+        return SpecMetrics.from_rounds(rounds)
     m = record.get("metrics") or {}
-    hist = Counter({i: c for i, c in enumerate(m.get("acceptance_histogram") or []) if c})
-    return (int(m.get("num_spec_steps", 0)), int(m.get("num_draft_tokens", 0)),
-            int(m.get("num_accepted_draft_tokens", 0)), hist)
+    return SpecMetrics(
+        num_spec_steps=int(m.get("num_spec_steps", 0)),
+        num_draft_tokens=int(m.get("num_draft_tokens", 0)),
+        num_accepted_draft_tokens=int(m.get("num_accepted_draft_tokens", 0)),
+        acceptance_histogram=[int(c) for c in m.get("acceptance_histogram") or []],
+    )
 
 
 def _last_per_custom_id(records: Iterable[dict]) -> list[dict]:
@@ -85,12 +85,9 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
     makespan = max(finishes) - min(arrivals) if finishes else None
     output_tokens = sum(int(r.get("output_tokens", 0)) for r in recs)
 
-    steps = drafted = accepted = 0
-    hist: Counter = Counter()
+    spec = SpecMetrics()
     for r in recs:
-        s, d, a, h = _drafting(r)
-        steps, drafted, accepted = steps + s, drafted + d, accepted + a
-        hist.update(h)
+        spec.merge(_drafting(r))
     busy = sum(float(r.get("busy_seconds", 0.0)) for r in recs)
     switch = sum(float(r.get("switch_seconds", 0.0)) for r in recs)
 
@@ -103,14 +100,8 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
         "prompt_tokens": sum(int(r.get("prompt_tokens", 0)) for r in recs),
         "output_tokens": output_tokens,
         "tokens_per_second": _ratio(output_tokens, makespan or 0.0),
-        "num_spec_steps": steps,
-        "num_draft_tokens": drafted,
-        "num_accepted_draft_tokens": accepted,
-        # each verify step emits its accepted draft tokens plus one token from the target
-        # (the correction or the bonus token): tokens per step = 1 + accepted / steps (vLLM)
-        "mean_acceptance_length": 1.0 + accepted / steps if steps else None,
-        "draft_acceptance_rate": _ratio(accepted, drafted),
-        "acceptance_histogram": [hist.get(i, 0) for i in range(max(hist, default=-1) + 1)],
+        # tokens per target forward, over every round of every request (hf_laps.metrics)
+        **spec.to_dict(),
         "preemptions": sum(int(r.get("preemptions", 0)) for r in recs),
         "busy_seconds": busy,
         "switch_seconds": switch,

@@ -1,7 +1,10 @@
 """Shared test setup. No torch import here: the pure-Python tests (tests/test_scheduling_*.py,
 tests/test_jobs_*.py) must run in an environment without torch.
 """
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -12,6 +15,10 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, os.cpu_count() or 1))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the converted-GGUF cache of this test session (subprocesses inherit it), never the user's
+_CACHE = tempfile.mkdtemp(prefix="hf-laps-test-cache-")
+os.environ["HF_LAPS_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 @pytest.fixture(scope="session")

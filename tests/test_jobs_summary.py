@@ -40,12 +40,13 @@ def test_hand_computed_two_requests():
     assert s["makespan"] == pytest.approx(4.0)  # max finish 4 - min arrival 0
     assert (s["prompt_tokens"], s["output_tokens"]) == (15, 30)
     assert s["tokens_per_second"] == pytest.approx(7.5)
-    # 4 speculative steps, 16 drafted, 3+1+4+0 = 8 accepted
+    # 5 target forwards (the round that drafted nothing is one too), 16 drafted,
+    # 3+1+0+4+0 = 8 accepted: tokens per target forward = 1 + 8 / 5
     assert (s["num_spec_steps"], s["num_draft_tokens"], s["num_accepted_draft_tokens"]) == (
-        4, 16, 8)
-    assert s["mean_acceptance_length"] == pytest.approx(1 + 8 / 4)
+        5, 16, 8)
+    assert s["mean_acceptance_length"] == pytest.approx(1 + 8 / 5)
     assert s["draft_acceptance_rate"] == pytest.approx(0.5)
-    assert s["acceptance_histogram"] == [1, 1, 0, 1, 1]
+    assert s["acceptance_histogram"] == [2, 1, 0, 1, 1]
     assert s["preemptions"] == 1
     assert (s["busy_seconds"], s["switch_seconds"]) == pytest.approx((3.0, 0.1))
     assert s["preemption_overhead"] == pytest.approx(0.1 / 3.1)
@@ -83,15 +84,16 @@ def test_no_drafting_and_zero_makespan():
     rec = {"arrival": 0.0, "finish": 0.0, "first_token": 0.0, "latency": 0.0,
            "output_tokens": 1, "rounds": [[0, 0, 0.0, 0.0]], "busy_seconds": 0.0}
     s = summarize([rec])
-    assert s["tokens_per_second"] is None and s["mean_acceptance_length"] is None
-    assert s["num_spec_steps"] == 0
+    # one target forward that emitted one token: 1 token per forward, no draft to rate
+    assert s["tokens_per_second"] is None and s["mean_acceptance_length"] == 1.0
+    assert s["num_spec_steps"] == 1 and s["draft_acceptance_rate"] is None
 
 
 def test_table_shows_the_numbers():
     table = format_summary_table(summarize([R1, R2], wall_seconds=5.0))
-    for text in ("requests", "2", "makespan", "4.000 s", "tokens/s", "7.5", "3.00", "50.0 %",
+    for text in ("requests", "2", "makespan", "4.000 s", "tokens/s", "7.5", "2.60", "50.0 %",
                  "3.23 %", "latency", "2.500", "2.990", "TTFT", "1.490", "queue wait",
-                 "accepted per step: 0:1  1:1  2:0  3:1  4:1", "wall tokens/s", "6.0"):
+                 "accepted per step: 0:2  1:1  2:0  3:1  4:1", "wall tokens/s", "6.0"):
         assert text in table, text
 
 

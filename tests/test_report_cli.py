@@ -42,3 +42,51 @@ def test_empty_log(tmp_path):
     log = write_log(tmp_path / "t.jsonl", [], extra_lines=["garbage"])
     result = CliRunner().invoke(report, [str(log), "-o", str(tmp_path / "p.png")])
     assert result.exit_code == 2 and "no finished requests" in result.output
+
+
+def test_timeline_rows_are_labelled_by_custom_id():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hf_laps.cli.report import _timeline
+
+    fig, ax = plt.subplots()
+    _timeline(ax, "laps", [record("late", 1, 1, 2), record("early", 0, 0, 1)])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["early", "late"]
+    plt.close(fig)
+
+
+def test_occupancy_counts_waiting_and_in_progress():
+    from hf_laps.cli.report import occupancy
+
+    times, waiting, running = occupancy([record("a", 0, 0, 2), record("b", 0, 2, 3), record("c", 1, 1.5, 2.5)])
+    at = {t: (w, r) for t, w, r in zip(times, waiting, running)}  # the state after the last event at t
+    assert at[0] == (1, 1) and at[1] == (2, 1) and at[1.5] == (1, 2) and at[2] == (0, 2) and at[2.5] == (0, 1) and at[3] == (0, 0)
+
+
+def test_report_of_2000_requests_draws_an_aggregate_timeline(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    records = [record(f"req-{i}", i * 0.01, i * 0.01 + 1, i * 0.01 + 2, preemptions=i % 2) for i in range(2000)]
+    log = write_log(tmp_path / "big.timing.jsonl", records)
+    png = tmp_path / "big.png"
+    proc = subprocess.run([sys.executable, "-m", "hf_laps.cli.main", "report", str(log), "-o", str(png)],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, MPLBACKEND="Agg"))
+    assert proc.returncode == 0, proc.stderr
+    assert "2000 requests" in proc.stdout and png.stat().st_size > 5000
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hf_laps.cli.report import _timeline
+
+    fig, ax = plt.subplots()
+    _timeline(ax, "big", records)
+    assert len(ax.lines) == 2 and "2000 requests" in ax.get_title()  # two curves, not 6000 segments
+    plt.close(fig)

@@ -22,6 +22,7 @@ import time
 import torch
 
 from hf_laps.engine import EngineConfig, SpeculativeEngine
+from hf_laps.metrics import mean_acceptance_length
 
 PROMPT_TEXTS = [
     "Repeat the following text exactly: The committee met on Tuesday to review the budget and "
@@ -142,7 +143,7 @@ def run(args) -> dict:
         "hf_ms_per_token": 1000 * hf_med,
         "ours_ms_per_token": 1000 * our_med,
         "ratio": our_med / hf_med,
-        "mean_acceptance_length": 1 + accepted / max(steps, 1),
+        "mean_acceptance_length": mean_acceptance_length(accepted, steps),
         "token_mismatches_vs_hf": mismatches,
     }
 
