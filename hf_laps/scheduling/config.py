@@ -46,6 +46,11 @@ class SchedulerConfig:
     stability_gamma: float = 0.25
     # D4/D7: False never makes a request perceptible: LAPS-SD becomes LAS (the ablation).
     perceptible: bool = True
+    # The paper's probe: a request stays non-perceptible (LAS) until its acceptance passes the
+    # stability test. False (ablation, not the paper) makes it perceptible at admission, its
+    # T_rem priced with the job's acceptance rate and draft length until it has drafted itself;
+    # replaying the recordings, the probe is the largest part of laps-sd's excess latency.
+    probe: bool = True
 
     def __post_init__(self) -> None:
         _check_int("num_queues", self.num_queues, 1)
@@ -68,7 +73,7 @@ class SchedulerConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("run_to_threshold", "perceptible"):
+        for name in ("run_to_threshold", "perceptible", "probe"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 

@@ -5,6 +5,7 @@ from typing import Callable
 
 from .config import SchedulerConfig
 from .fcfs import FCFSPolicy
+from .gittins import GittinsPolicy
 from .laps_sd import LapsSDPolicy
 from .las import LASPolicy
 from .lp_sjf import LPSJFPolicy
@@ -21,6 +22,7 @@ _REGISTRY: dict[str, tuple[bool, _Builder]] = {
     "lp-sjf": (True, lambda config, predictor: LPSJFPolicy(predictor)),
     "srpt-oracle": (False, lambda config, predictor: SRPTOraclePolicy()),
     "laps-sd": (True, lambda config, predictor: LapsSDPolicy(config, predictor)),
+    "gittins": (True, lambda config, predictor: GittinsPolicy(predictor=predictor)),
 }
 POLICY_NAMES = tuple(_REGISTRY)
 
@@ -31,8 +33,9 @@ def make_policy(name: str, config: SchedulerConfig | None = None,
 
     Args:
         name: one of POLICY_NAMES.
-        config: queue knobs for `las` / `laps-sd` (ignored by the others); default SchedulerConfig().
-        predictor: length predictor for `lp-sjf` / `laps-sd` (ignored by the others); default a
+        config: queue knobs for `las` / `laps-sd` (ignored by the others; `gittins` takes its
+            GittinsConfig defaults, build GittinsPolicy(config, predictor) to change them); default SchedulerConfig().
+        predictor: length predictor for `lp-sjf` / `laps-sd` / `gittins` (ignored by the others); default a
             fresh `learned` predictor with no history, which predicts max_new_tokens until the
             first request finishes. Give every compared policy its own instance.
 
