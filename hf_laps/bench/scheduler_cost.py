@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{'on_round':>10}{'admit':>8}{'goal':>6}"
     print(header)
     print("-" * len(header))
-    runs = [(name, None) for name in POLICY_NAMES if name not in ("lp-sjf", "laps-sd")]
-    runs += [("lp-sjf", "oracle"), ("lp-sjf", "learned"), ("laps-sd", "oracle"),
-             ("laps-sd", "learned")]
+    with_predictor = ("lp-sjf", "laps-sd", "gittins")
+    runs = [(name, None) for name in POLICY_NAMES if name not in with_predictor]
+    runs += [(name, predictor) for name in with_predictor for predictor in ("oracle", "learned")]
     for name, predictor in runs:
         row = measure(name, predictor, traces, args.queued, args.cycles)
         label = name + (f" ({predictor})" if predictor else "")

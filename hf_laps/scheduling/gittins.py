@@ -41,17 +41,22 @@ the calibration, popS/popG or a prediction moves would be O(N n) per finish (10,
     the calibrated median or any residual quantile moved by more than that factor, since the
     epoch started. Before choosing, pick() recomputes the top of the heap until the top is of
     the current epoch (lazy refresh);
-  * a round-robin sweep re-predicts and re-ranks `sweep_per_round` waiting requests per round,
-    so a learned predictor's refits reach every waiting request within N / sweep_per_round
-    rounds, at O(n) per round.
-Why the approximation is safe: (1) the request chosen always carries a rank computed with the
-current parameters and a prediction made after the last epoch change; (2) a waiting request's
+  * a round-robin sweep re-predicts `sweep_per_round` waiting requests per round and re-ranks
+    those whose prediction moved by more than 5 % (or whose rank is of an old epoch), so a
+    learned predictor's refits reach every waiting request within N / sweep_per_round rounds;
+  * after an epoch change, on_round recomputes stale ranks at the top of the heap, at most
+    `settle_per_round` per round, so pick() reads a current rank at the top and stays a pure
+    read (calling it twice gives the same answer).
+Why the approximation is safe: (1) the request chosen carries a rank computed with the current
+epoch's parameters (unless more than settle_per_round ranks went stale at the top at once; the
+rest follow in the next rounds); (2) a waiting request's
 stale rank was computed with parameters within 5 % of those of its epoch, and all ranks of one
 epoch share them, so within an epoch the order is exact up to that 5 % (of the same order as the
 hysteresis band h = 30 % is generous against); (3) a stale entry that ranks too LOW is caught by
 (1) when it reaches the top; one that ranks too HIGH waits at most until the sweep reaches it.
-Amortised cost per round: O(n (1 + sweep_per_round)) + O(log N), plus O(n) per epoch per
-request that reaches the top.
+Amortised cost per round: one O(n) rank (the running request), sweep_per_round predictions,
+O(log N) heap work, plus O(n) per re-ranked request (bounded by sweep_per_round +
+settle_per_round per round).
 """
 from __future__ import annotations
 
@@ -91,14 +96,19 @@ class GittinsConfig:
     # Relative move of popS/popG, the prefill cost or the calibrated support that starts a new
     # ranking epoch (stale ranks are recomputed lazily).
     speed_refresh: float = 0.05
-    # Waiting requests re-predicted and re-ranked per round by the round-robin sweep.
+    # Waiting requests re-predicted per round by the round-robin sweep (re-ranked only when
+    # their prediction moved by more than speed_refresh or their rank is of an old epoch).
     sweep_per_round: int = 1
+    # Stale ranks at the top of the heap recomputed per round after an epoch change (bounds
+    # the work of one round; the rest follows in later rounds).
+    settle_per_round: int = 8
     # False: every request costs the job-wide seconds per token (acceptance-blind ablation).
     per_request_speed: bool = True
 
     def __post_init__(self) -> None:
         _check_int("quantiles", self.quantiles, 1)
         _check_int("sweep_per_round", self.sweep_per_round, 0)
+        _check_int("settle_per_round", self.settle_per_round, 0)
         for name in ("kappa", "pseudo_weight", "history_weight", "prior_residual_weight",
                      "tail_fraction", "speed_refresh"):
             value = getattr(self, name)
@@ -121,14 +131,17 @@ def gittins_index(prefill: float, seconds_per_token: float, remaining: list[floa
     """min_j (prefill + spt E_j) / (j / n) over remaining lengths d_1 <= ... <= d_n (n >= 1),
     E_j = (d_1 + ... + d_j + (n - j) d_j) / n = E[min(R, d_j)] for R uniform on the d's."""
     n = len(remaining)
-    best, cumulative = math.inf, 0.0
-    base = prefill * n
-    for j, d in enumerate(remaining, 1):
+    base = prefill * n / seconds_per_token if seconds_per_token > 0 else 0.0
+    best, cumulative, j = math.inf, 0.0, 0
+    for d in remaining:
+        j += 1
         cumulative += d
-        value = (base + seconds_per_token * (cumulative + (n - j) * d)) / j
+        value = (base + cumulative + (n - j) * d) / j
         if value < best:
             best = value
-    return best
+    if seconds_per_token > 0:
+        return best * seconds_per_token
+    return prefill                      # free decoding: the whole quantum, j = n
 
 
 class GittinsProgress(RequestProgress):
@@ -210,8 +223,9 @@ class GittinsPolicy(BasePolicy):
         cap, g = float(spec.max_new_tokens), state.generated
         spt = self.seconds_per_token(state)
         m = self.calibration.median_scale(state.l_hat)
-        remaining = [x - g for x in (min(m * u, cap) for u in self.calibration.exp_residuals)
-                     if x > g]
+        top = cap - g
+        remaining = [] if top <= 0 else [d if d < top else top
+                     for d in [m * u - g for u in self.calibration.exp_residuals] if d > 0]
         if not remaining:
             guess = min(max(self.config.tail_fraction * g + 1.0, 1.0), max(cap - g, 1.0))
             return spt * guess
@@ -227,21 +241,11 @@ class GittinsPolicy(BasePolicy):
 
     # --- decisions -----------------------------------------------------------------------
     def pick(self, now: float) -> str | None:
-        states = self._states
+        top = self._heap.peek()
         running = self._running
-        if running is not None and states[running].epoch != self._epoch:
-            self._refresh(states[running], repredict=True)
-        while True:
-            top = self._heap.peek()
-            if top is None:
-                return None
-            state = states[top]
-            if state.epoch == self._epoch:
-                break
-            self._refresh(state, repredict=True)       # stale top: recompute, look again
-        if running is None or top == running:
+        if top is None or running is None or top == running:
             return top
-        if state.rank < (1.0 - self.config.hysteresis) * states[running].rank:
+        if self._states[top].rank < (1.0 - self.config.hysteresis) * self._states[running].rank:
             return top
         return running
 
@@ -265,24 +269,22 @@ class GittinsPolicy(BasePolicy):
             self._decode_g += report.emitted
             state.decode_seconds += report.seconds
             state.decode_tokens += report.emitted
-        speeds = (self.job_seconds_per_token(), self.prefill_per_token())
-        if any(_moved(new, old, self.config.speed_refresh)
-               for new, old in zip(speeds, self._epoch_speeds)):
+        if self._speeds_moved():
             self._new_epoch()
 
     def _progressed(self, state: GittinsProgress, report: RoundReport, now: float) -> None:
         self._refresh(state, repredict=True)
         self._sweep_some()
+        self._settle()
 
     def _finished(self, state: GittinsProgress, report: RoundReport, now: float) -> None:
         self._heap.remove(state.spec.request_id)
         self.calibration.observe(state.l_hat, state.generated)
         self.predictor.observe(state.spec, state.generated)
-        support = self._support_probe()
-        if any(abs(a - b) > math.log1p(self.config.speed_refresh)
-               for a, b in zip(support, self._epoch_support)):
+        if self._support_moved():
             self._new_epoch()
         self._sweep_some()
+        self._settle()
 
     # --- lazy refresh --------------------------------------------------------------------
     def _new_epoch(self) -> None:
@@ -290,27 +292,64 @@ class GittinsPolicy(BasePolicy):
         self._epoch_speeds = (self.job_seconds_per_token(), self.prefill_per_token())
         self._epoch_support = self._support_probe()
 
-    def _support_probe(self) -> list[float]:
-        """log support points at L_hat = 4 and 1024: they move iff alpha, beta or e_k move."""
+    def _speeds_moved(self) -> bool:
+        """popS/popG moved by more than speed_refresh, or the prefill cost per prompt token by
+        more than speed_refresh times the larger of the two per-token costs (a prompt token
+        and an output token weigh alike in a rank; prefill per token is a small difference
+        of large numbers, so judging it relative to itself would start an epoch on noise)."""
+        spt, ppt = self.job_seconds_per_token(), self.prefill_per_token()
+        old_spt, old_ppt = self._epoch_speeds
+        threshold = self.config.speed_refresh
+        return (_moved(spt, old_spt, threshold)
+                or abs(ppt - old_ppt) > threshold * max(old_spt, old_ppt))
+
+    def _support_probe(self) -> tuple[list[float], list[float]]:
+        """(median log-length at L_hat = 4, 64, 1024; residual quantiles e_k)."""
         alpha, beta = self.calibration.coefficients()
-        return [alpha + beta * x + e for x in (math.log(4.0), math.log(1024.0))
-                for e in self.calibration.residuals]
+        return ([alpha + beta * math.log(x) for x in (4.0, 64.0, 1024.0)],
+                self.calibration.residuals)
+
+    def _support_moved(self) -> bool:
+        """The calibrated support moved by more than speed_refresh since the epoch began:
+        largest shift of the median plus the mean shift of the residual quantiles (the
+        extreme quantiles alone jump with every new pair and barely move an index)."""
+        (medians, residuals), (old_medians, old_residuals) = (self._support_probe(),
+                                                              self._epoch_support)
+        shift = max(abs(a - b) for a, b in zip(medians, old_medians))
+        shift += sum(abs(a - b) for a, b in zip(residuals, old_residuals)) / len(residuals)
+        return shift > math.log1p(self.config.speed_refresh)
+
+    def _settle(self) -> None:
+        """Recompute stale ranks at the top of the heap (at most settle_per_round of them), so
+        the next pick sees a current-epoch rank there; pick() itself only reads."""
+        states, heap = self._states, self._heap
+        for _ in range(self.config.settle_per_round):
+            top = heap.peek()
+            if top is None or states[top].epoch == self._epoch:
+                return
+            self._refresh(states[top], repredict=True)
 
     def _sweep_some(self) -> None:
-        """Re-predict and re-rank the next sweep_per_round waiting requests (round robin)."""
-        sweep, states = self._sweep, self._states
-        done = 0
+        """Re-predict the next sweep_per_round waiting requests (round robin); re-rank those
+        whose prediction moved by more than speed_refresh or whose rank is of an old epoch
+        (a prediction is cheap, a rank is O(n): most sweep steps cost no rank)."""
+        sweep, states, heap = self._sweep, self._states, self._heap
+        threshold, done = self.config.speed_refresh, 0
         for _ in range(len(sweep)):
             if done >= self.config.sweep_per_round:
                 return
             rid = sweep.popleft()
             state = states.get(rid)
-            if state is None or rid not in self._heap:
+            if state is None or rid not in heap:
                 continue                          # finished (or finishing): leaves the sweep
             sweep.append(rid)
-            if rid != self._running:
-                self._refresh(state, repredict=True)
-                done += 1
+            if rid == self._running:
+                continue
+            done += 1
+            l_hat = float(self.predictor.predict(state.spec))
+            if state.epoch != self._epoch or _moved(l_hat, state.l_hat, threshold):
+                state.l_hat = l_hat
+                self._refresh(state, repredict=False)
 
     # --- explanation ---------------------------------------------------------------------
     def _explain(self, state: GittinsProgress) -> dict:
