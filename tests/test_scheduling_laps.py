@@ -12,8 +12,9 @@ def spec(rid, arrival=0.0, out=100, max_new=1000):
 
 
 def rnd(rid, accepted=2, drafted=4, seconds=0.1, t_draft=0.01, prefill=False, finished=False):
-    return RoundReport(rid, drafted, accepted, accepted + 1, seconds, drafted * t_draft,
-                       seconds - drafted * t_draft, finished, prefill)
+    return RoundReport(request_id=rid, drafted=drafted, accepted=accepted, emitted=accepted + 1, seconds=seconds,
+                       draft_seconds=drafted * t_draft, verify_seconds=seconds - drafted * t_draft,
+                       finished=finished, prefill=prefill)
 
 
 def laps(**cfg):

@@ -13,8 +13,9 @@ def spec(rid, arrival=0.0, out=10, service=1.0, max_new=100):
 
 
 def rep(rid, seconds=0.1, drafted=4, accepted=2, finished=False, prefill=False):
-    return RoundReport(rid, drafted, accepted, accepted + 1, seconds, 0.02 * drafted,
-                       seconds - 0.02 * drafted, finished, prefill)
+    return RoundReport(request_id=rid, drafted=drafted, accepted=accepted, emitted=accepted + 1, seconds=seconds,
+                       draft_seconds=0.02 * drafted, verify_seconds=seconds - 0.02 * drafted,
+                       finished=finished, prefill=prefill)
 
 
 def fresh(name):
@@ -102,8 +103,8 @@ def test_predictor_policies_feed_finished_lengths_back():
     predictor = make_predictor("learned")
     policy = make_policy("lp-sjf", predictor=predictor)
     policy.admit(spec("a"), 0.0)
-    policy.on_round(RoundReport("a", 4, 3, 4, 0.1, 0.08, 0.02, False, True), 0.1)
-    policy.on_round(RoundReport("a", 4, 3, 4, 0.1, 0.08, 0.02, True), 0.2)
+    policy.on_round(rep("a", seconds=0.1, drafted=4, accepted=3, prefill=True), 0.1)
+    policy.on_round(rep("a", seconds=0.1, drafted=4, accepted=3, finished=True), 0.2)
     assert predictor.observations == 1
 
 

@@ -27,8 +27,9 @@ GOAL_US = 50.0
 def _report(trace: Trace, k: int) -> RoundReport:
     r = trace.rounds[k]
     draft_s = r.draft_seconds or 0.0
-    return RoundReport(trace.custom_id, r.drafted, r.accepted, r.accepted + 1, r.seconds, draft_s,
-                       r.seconds - draft_s, k == len(trace.rounds) - 1, prefill=k == 0)
+    return RoundReport(request_id=trace.custom_id, drafted=r.drafted, accepted=r.accepted, emitted=r.accepted + 1,
+                       seconds=r.seconds, draft_seconds=draft_s, verify_seconds=r.seconds - draft_s,
+                       finished=k == len(trace.rounds) - 1, prefill=k == 0)
 
 
 def measure(policy_name: str, predictor_name: str | None, traces: list[Trace], queued: int,
@@ -98,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{'on_round':>10}{'admit':>8}{'goal':>6}"
     print(header)
     print("-" * len(header))
-    runs = [(name, None) for name in POLICY_NAMES if name not in ("lp-sjf", "laps-sd")]
-    runs += [("lp-sjf", "oracle"), ("lp-sjf", "learned"), ("laps-sd", "oracle"),
-             ("laps-sd", "learned")]
+    with_predictor = ("lp-sjf", "laps-sd", "gittins")
+    runs = [(name, None) for name in POLICY_NAMES if name not in with_predictor]
+    runs += [(name, predictor) for name in with_predictor for predictor in ("oracle", "learned")]
     for name, predictor in runs:
         row = measure(name, predictor, traces, args.queued, args.cycles)
         label = name + (f" ({predictor})" if predictor else "")

@@ -55,6 +55,11 @@ class SchedulerConfig:
     perceptible: bool = _knob(
         True, "Requests whose acceptance is stable are ordered by estimated remaining time; off: LAPS-SD "
         "becomes LAS (the ablation).")
+    # docs/design.md#baselines
+    probe: bool = _knob(
+        True, "The paper's probe: a request stays non-perceptible (LAS) until its acceptance passes the "
+        "stability test. Off (an ablation, not the paper): perceptible at admission, its remaining time "
+        "priced with the job's acceptance until it has drafted itself.")
 
     def __post_init__(self) -> None:
         _check_int("num_queues", self.num_queues, 1)
@@ -77,7 +82,7 @@ class SchedulerConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("run_to_threshold", "perceptible"):
+        for name in ("run_to_threshold", "perceptible", "probe"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 

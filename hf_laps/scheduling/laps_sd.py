@@ -23,6 +23,9 @@ change when it runs, and re-estimating all waiting requests whenever the global 
 means move would cost O(n) per round.
 
 With `config.perceptible = False` no request ever becomes perceptible and this is LAS (las.py).
+With `config.probe = False` (an ablation, not the paper) every request is perceptible from
+admission: until it has drafted, its A_hat and n are the job's (accepted / drafted and drafted
+per round over every round so far; 0 before any), then its own as above.
 """
 from __future__ import annotations
 
@@ -72,6 +75,12 @@ class LapsSDPolicy(BasePolicy):
         # Requests that have run, kept only until Sup_1 is frozen: when the provisional Sup_1
         # moves, they are re-placed (at most sup1_rounds times, at job start).
         self._started: set[str] | None = None if self._times.sup1_frozen() else set()
+        self._job_drafted = 0          # job-wide acceptance, the prior of probe=False
+        self._job_accepted = 0
+        self._job_draft_rounds = 0
+        # probe=False prices requests at admission; those admitted before the first measured
+        # round got T_rem with no round time (0 s): they are re-priced once when it exists.
+        self._unpriced = not self.config.probe
 
     @property
     def thresholds(self) -> list[float]:
@@ -108,9 +117,21 @@ class LapsSDPolicy(BasePolicy):
     def _admitted(self, state: QueueProgress, now: float) -> None:
         self._nonp[0].push(state.spec.request_id, (state.spec.arrival, state.admit_seq))
         self._event("admit", state, now, queue=1)
+        if self.config.perceptible and not self.config.probe:
+            self._become_perceptible(state, now)
 
     def _measured(self, report: RoundReport, now: float) -> None:
-        if self._times.observe(report):
+        sup1_moved = self._times.observe(report)
+        if report.drafted > 0:
+            self._job_drafted += report.drafted
+            self._job_accepted += report.accepted
+            self._job_draft_rounds += 1
+        if self._unpriced and self._times.t_target() > 0:
+            self._unpriced = False
+            for state in list(self._states.values()):
+                if state.perceptible:
+                    self._place_perceptible(state, now)
+        if sup1_moved:
             self._sup = self.config.thresholds(self._times.sup1())
             for rid in self._started or ():
                 self._place(self._states[rid], now)
@@ -180,12 +201,20 @@ class LapsSDPolicy(BasePolicy):
         """L_hat and T_rem = max(L_hat - g, 1) * (n*T_draft + T_target) / (n*A_hat + 1)."""
         g = state.generated
         state.l_hat = max(self.predictor.predict(state.spec), g + 1.0)
-        n = state.n_hat
+        n, a_hat = state.n_hat, state.a_hat
+        if not state.draft_rounds and not self.config.probe and self._job_drafted:
+            # probe=False: the job's acceptance until the request has drafted itself
+            n = self._job_drafted / self._job_draft_rounds
+            a_hat = self._job_accepted / self._job_drafted
         if self.config.attained_unit == "rounds":
             round_time = 1.0
         else:
             round_time = self._times.round_seconds(n)
-        state.t_rem = max(state.l_hat - g, 1.0) * round_time / (n * state.a_hat + 1.0)
+            if round_time <= 0:
+                # probe=False before any measured round: a placeholder unit, so the order
+                # among requests priced now is by L_hat; all are re-priced once times exist.
+                round_time = 1.0
+        state.t_rem = max(state.l_hat - g, 1.0) * round_time / (n * a_hat + 1.0)
 
     # --- explanation ---------------------------------------------------------------------
     def _explain(self, state: QueueProgress) -> dict:

@@ -21,6 +21,7 @@ from typing import Callable
 
 from .config import SchedulerConfig
 from .fcfs import FCFSPolicy
+from .gittins import GittinsPolicy
 from .laps_sd import LapsSDPolicy
 from .las import LASPolicy
 from .lp_sjf import LPSJFPolicy
@@ -113,6 +114,8 @@ for _entry in (
                 summary="shortest true remaining time (needs --truth)"),
     PolicyEntry("laps-sd", lambda config, predictor: LapsSDPolicy(config, predictor), needs_predictor=True,
                 summary="the paper's LAPS-SD"),
+    PolicyEntry("gittins", lambda config, predictor: GittinsPolicy(predictor=predictor), needs_predictor=True,
+                summary="prior-informed Gittins index on calibrated predicted lengths (no probe)"),
 ):
     register_policy(_entry)
 
