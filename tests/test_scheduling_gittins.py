@@ -213,7 +213,7 @@ def test_lazy_refresh_picks_within_the_refresh_band_of_the_exact_argmin():
     cursor, now, checked = dict.fromkeys(by_id, 0), 0.0, 0
     while len(policy):
         rid = policy.pick(now)
-        if rid != policy.running:
+        if rid != policy._running:
             exact = min(policy.rank(s) for s in policy._states.values())
             assert policy.rank(policy._states[rid]) <= exact * 1.05 ** 2 + 1e-12
             checked += 1

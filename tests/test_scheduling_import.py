@@ -25,7 +25,7 @@ def test_no_heavy_import_in_source():
 def test_public_api():
     for name in ("RequestSpec", "RoundReport", "Policy", "SchedulerConfig", "POLICY_NAMES",
                  "make_policy", "LengthPredictor", "make_predictor", "PREDICTOR_NAMES",
-                 "simulate", "SimulationResult", "load_traces", "synthetic_traces", "mape"):
+                 "load_traces", "TimingRecord", "read_timing_log", "register_policy", "synthetic_traces", "mape"):
         assert hasattr(scheduling, name), name
     assert scheduling.POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins")
     assert scheduling.PREDICTOR_NAMES == ("oracle", "noisy-oracle", "learned")

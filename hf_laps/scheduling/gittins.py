@@ -149,8 +149,8 @@ class GittinsProgress(RequestProgress):
 
     __slots__ = ("l_hat", "rank", "epoch", "decode_seconds", "decode_tokens")
 
-    def __init__(self, spec: RequestSpec, admit_seq: int, admitted_at: float) -> None:
-        super().__init__(spec, admit_seq, admitted_at)
+    def __init__(self, spec: RequestSpec, admit_seq: int) -> None:
+        super().__init__(spec, admit_seq)
         self.l_hat = float(spec.max_new_tokens)
         self.rank = math.inf
         self.epoch = -1
@@ -250,8 +250,8 @@ class GittinsPolicy(BasePolicy):
         return running
 
     # --- hooks ---------------------------------------------------------------------------
-    def _new_state(self, request: RequestSpec, now: float) -> GittinsProgress:
-        return GittinsProgress(request, self._admit_seq, now)
+    def _new_state(self, request: RequestSpec) -> GittinsProgress:
+        return GittinsProgress(request, self._admit_seq)
 
     def _admitted(self, state: GittinsProgress, now: float) -> None:
         self._refresh(state, repredict=True)
