@@ -220,23 +220,42 @@ class SpeculativeEngine:
     @torch.no_grad()
     def step(self, state: GenerationState) -> RoundResult:
         """Run exactly one speculative round of `state` (the first one also prefills)."""
-        if state.finished:
-            raise ValueError(f"request {state.request_id} is already finished ({state.finish_reason})")
+        self.check_unfinished(state)
         prefill = state.target_cache is None
-        start_len = int(state.input_ids.shape[1])
-        # never draft past the budget: the target adds one token of its own
-        # (docs/design.md#eos-and-budget-cut)
-        k = min(state.num_assistant_tokens, state.max_length - start_len - 1)
-
         t0 = time.perf_counter()
-        candidates, draft_probs = self.draft.propose(state, k)
+        candidates, draft_probs = self.propose(state)
         t1 = self._sync_clock()
         scores = self._verify(state, candidates)
-        n, tokens = self._accept(state, candidates, draft_probs, scores)
+        tokens, reason = self.settle(state, candidates, draft_probs, scores)
+        t2 = self._sync_clock()
+        return self.record_round(state, candidates, tokens, reason, prefill=prefill,
+                                 draft_seconds=t1 - t0, verify_seconds=t2 - t1)
+
+    # The phases of a round, shared with `hf_laps.batched.BatchedRound`, which runs `propose`,
+    # `settle` and `record_round` per request around ONE verify forward for the whole batch.
+    def check_unfinished(self, state: GenerationState) -> None:
+        if state.finished:
+            raise ValueError(f"request {state.request_id} is already finished ({state.finish_reason})")
+
+    def propose(self, state: GenerationState) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The round's drafts [m] (and their probabilities when a draft model samples)."""
+        # never draft past the budget: the target adds one token of its own
+        # (docs/design.md#eos-and-budget-cut)
+        k = min(state.num_assistant_tokens, state.max_length - int(state.input_ids.shape[1]) - 1)
+        return self.draft.propose(state, k)
+
+    def settle(self, state: GenerationState, candidates: torch.Tensor, draft_probs: torch.Tensor | None,
+               scores: torch.Tensor) -> tuple[torch.Tensor, str | None]:
+        """Accept, cut and commit; returns (the committed tokens, the finish reason or None)."""
+        _, tokens = self._accept(state, candidates, draft_probs, scores)
         tokens, reason = self._cut(state, tokens)
         self._commit(state, tokens)
-        t2 = self._sync_clock()
+        return tokens, reason
 
+    def record_round(self, state: GenerationState, candidates: torch.Tensor, tokens: torch.Tensor,
+                     reason: str | None, *, prefill: bool, draft_seconds: float,
+                     verify_seconds: float) -> RoundResult:
+        """Count the round in the state (metrics, draft-length schedule, finish) and report it."""
         drafted, accepted = int(candidates.shape[0]), int(tokens.shape[0]) - 1
         state.metrics.record(drafted, accepted)
         self._update_schedule(state, drafted, accepted)
@@ -250,8 +269,8 @@ class SpeculativeEngine:
             new_token_ids=tuple(tokens.tolist()),
             finished=state.finished,
             finish_reason=state.finish_reason,
-            draft_seconds=t1 - t0,
-            verify_seconds=t2 - t1,
+            draft_seconds=draft_seconds,
+            verify_seconds=verify_seconds,
             prefill=prefill,
             kv_len=state.kv_len,
         )
@@ -271,11 +290,16 @@ class SpeculativeEngine:
         out = self.model(
             input_ids=feed, **{self._cache_kw: state.target_cache}, use_cache=True, logits_to_keep=m + 1
         )
-        logits = out.logits[0, -(m + 1) :].float()
+        return self.process_scores(state, candidates, out.logits[0, -(m + 1) :].float())
+
+    def process_scores(self, state: GenerationState, candidates: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The request's logits processors over the verify logits [m + 1, V]."""
         if not len(state.logits_processor):
             return logits
         # processors see exactly the prefix that precedes each position, as in transformers
+        sequence = torch.cat([state.input_ids, candidates.unsqueeze(0)], dim=1)
         base = state.input_ids.shape[1]
+        m = int(candidates.shape[0])
         rows = [state.logits_processor(sequence[:, : base + i], logits[i : i + 1]) for i in range(m + 1)]
         return torch.cat(rows, dim=0)
 

@@ -1,0 +1,138 @@
+"""`BatchedRound`: one speculative round for B requests that share ONE target verify forward.
+
+A batch-1 round spends most of its time reading the target's weights; B requests verified in one
+forward read them once. Everything per request stays as in `SpeculativeEngine.step`, through the
+engine's own phases, so the B = 1 round is the batch-1 round:
+
+  1. each request drafts on its own (prompt lookup, or the draft model on the request's own
+     cache, batch 1); draft lengths are ragged, some requests draft nothing;
+  2. ONE target forward over the ragged rows [unseen committed tokens + drafts] on a padded copy
+     of their caches (`hf_laps.batch_kv`), then each row's new K/V goes back to its own cache;
+  3. per request: its logits processors, greedy / sampled acceptance with its own generator,
+     the cut at budget / EOS / stop, the commit and rollback, its metrics and schedule.
+
+A request that has never run (no cache yet) runs its first round, which prefills its prompt,
+alone through `engine.step` before the batched part: prompts are long and ragged, and a batch-1
+prefill keeps them out of the padded batch. After `step` every state is again a plain
+`GenerationState` with its own caches: it may leave the batch, be parked, saved, and come back.
+
+Under greedy decoding a row's logits differ from the batch-1 ones only by fp rounding (another
+matmul shape), so tokens can differ from batch 1 only where the target's top two logits are
+closer than that rounding (tests/test_batched_round.py counts such near-ties).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from hf_laps.batch_kv import gather, scatter, supports_batching
+from hf_laps.engine import SpeculativeEngine
+from hf_laps.state import GenerationState, RoundResult
+
+
+@dataclass(frozen=True)
+class BatchTimings:
+    """Where one batched round's wall seconds went (the KV copy cost is gather + scatter)."""
+
+    prefill_seconds: float = 0.0   # batch-1 first rounds of new requests
+    draft_seconds: float = 0.0     # every row's drafting
+    gather_seconds: float = 0.0    # per-request caches -> padded batch cache
+    forward_seconds: float = 0.0   # the one target forward
+    scatter_seconds: float = 0.0   # each row's new K/V -> its own cache
+    settle_seconds: float = 0.0    # processors, acceptance, cut, commit + rollback
+
+    @property
+    def seconds(self) -> float:
+        return (self.prefill_seconds + self.draft_seconds + self.gather_seconds + self.forward_seconds
+                + self.scatter_seconds + self.settle_seconds)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The RoundResult of every request in the batch (in the order given) and the round's timings.
+
+    A batched row's RoundResult reports the shared part of the round: draft_seconds = all rows'
+    drafting, verify_seconds = gather + forward + scatter + settle, i.e. the time the request
+    waited for its tokens. A prefilling row reports its own batch-1 round.
+    """
+
+    results: list[RoundResult]
+    timings: BatchTimings
+
+    @property
+    def seconds(self) -> float:
+        return self.timings.seconds
+
+
+class BatchedRound:
+    """Runs rounds for several `GenerationState`s of one engine at once.
+
+    Raises:
+        ValueError: the target's cache has non-full-attention layers (sliding windows), which
+            the padded layout does not support; use batch size 1 for such models.
+    """
+
+    def __init__(self, engine: SpeculativeEngine) -> None:
+        if not supports_batching(engine.model):
+            raise ValueError(f"batched rounds need full-attention cache layers; "
+                             f"{type(engine.model).__name__} has others (use max_batch_size=1)")
+        self.engine = engine
+        config = engine.model.config.get_text_config()
+        pad = getattr(config, "pad_token_id", None)
+        self.pad_token_id = 0 if pad is None else int(pad)
+
+    @torch.no_grad()
+    def step(self, states: Sequence[GenerationState]) -> BatchResult:
+        """Run one round of every state (each at most once; all unfinished)."""
+        ids = [s.request_id for s in states]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a request appears twice in the batch: {ids}")
+        for state in states:
+            self.engine.check_unfinished(state)
+        started = time.perf_counter()
+        results: dict[str, RoundResult] = {}
+        for state in states:
+            if not state.started:
+                results[state.request_id] = self.engine.step(state)
+        prefill_seconds = time.perf_counter() - started
+        batch = [s for s in states if s.request_id not in results]
+        timings = BatchTimings(prefill_seconds=prefill_seconds)
+        if batch:
+            batched, timings = self._round(batch, prefill_seconds)
+            results.update(batched)
+        return BatchResult(results=[results[i] for i in ids], timings=timings)
+
+    def _round(self, states: list[GenerationState], prefill_seconds: float):
+        engine = self.engine
+        clock = engine._sync_clock
+        t0 = clock()
+        proposals = [engine.propose(state) for state in states]
+        t1 = clock()
+        feeds = [torch.cat([s.input_ids[0, s.kv_len :], candidates]) for s, (candidates, _) in zip(states, proposals)]
+        caches = [s.target_cache for s in states]
+        padded = gather(engine.model, caches, feeds, self.pad_token_id)
+        t2 = clock()
+        out = engine.model(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
+                           position_ids=padded.position_ids, **{engine._cache_kw: padded.cache},
+                           use_cache=True)
+        t3 = clock()
+        scatter(padded, caches)
+        t4 = clock()
+        settled = []
+        for row, (state, (candidates, draft_probs)) in enumerate(zip(states, proposals)):
+            m = int(candidates.shape[0])
+            logits = padded.logits_rows(out.logits, row, m + 1).float()
+            scores = engine.process_scores(state, candidates, logits)
+            settled.append(engine.settle(state, candidates, draft_probs, scores))
+        t5 = clock()
+        timings = BatchTimings(prefill_seconds=prefill_seconds, draft_seconds=t1 - t0, gather_seconds=t2 - t1,
+                               forward_seconds=t3 - t2, scatter_seconds=t4 - t3, settle_seconds=t5 - t4)
+        results = {}
+        for state, (candidates, _), (tokens, reason) in zip(states, proposals, settled):
+            results[state.request_id] = engine.record_round(
+                state, candidates, tokens, reason, prefill=False,
+                draft_seconds=t1 - t0, verify_seconds=t5 - t1)
+        return results, timings
