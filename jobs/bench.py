@@ -78,6 +78,12 @@ class Probe(Policy):
     def pick(self, now):
         return self.inner.pick(now)
 
+    def pick_batch(self, now, size):
+        return self.inner.pick_batch(now, size)
+
+    def ranked(self, count):
+        return self.inner.ranked(count)
+
     def on_round(self, report, now):
         rid = report.request_id
         self.rounds[rid] = self.rounds.get(rid, 0) + 1

@@ -254,3 +254,23 @@ def test_each_row_of_the_padded_forward_sees_only_its_own_tokens():
         for row, (state, feed) in enumerate(zip(states, feeds)):
             alone = model(input_ids=feed.unsqueeze(0), **{key: state.target_cache}).logits[0]
             assert torch.allclose(padded.logits_rows(batched, row, feed.shape[0]), alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_embedded_model_batch_equals_plain_greedy_up_to_near_ties(smollm2):
+    """SmolLM2-135M (prompt lookup, n = 10), four chat prompts of different lengths in one batch."""
+    from tests.test_engine_real import QUESTIONS, chat
+
+    model, tokenizer = smollm2
+    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(prompt_lookup_num_tokens=10))
+    questions = QUESTIONS + ["Name three colours."]
+    prompt_list = [tokenizer(chat(tokenizer, q)).input_ids for q in questions]
+    states = [engine.start(p, request_id=f"q{i}", max_new_tokens=24, do_sample=False)
+              for i, p in enumerate(prompt_list)]
+    batcher = BatchedRound(engine)
+    while not all(s.finished for s in states):
+        batcher.step([s for s in states if not s.finished])
+    expected = [ref.plain_greedy(model, p, max_new_tokens=24) for p in prompt_list]
+    diverged = check_near_ties(model, prompt_list, states, expected)
+    assert diverged <= 1, f"{diverged} of {len(states)} requests diverged (each at a near-tie)"
+    assert max(s.metrics.mean_acceptance_length for s in states) > 2.0

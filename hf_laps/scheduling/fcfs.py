@@ -16,6 +16,9 @@ class FCFSPolicy(BasePolicy):
         super().__init__()
         self._heap = LazyHeap()
 
+    def ranked(self, count: int) -> list[str]:
+        return self._heap.smallest(count)
+
     def pick(self, now: float) -> str | None:
         # Non-preemptive: the request that ran last round keeps the GPU until it finishes.
         if self._running is not None:

@@ -240,6 +240,9 @@ class GittinsPolicy(BasePolicy):
         self._heap.push(state.spec.request_id, (state.rank, state.spec.arrival, state.admit_seq))
 
     # --- decisions -----------------------------------------------------------------------
+    def ranked(self, count: int) -> list[str]:
+        return self._heap.smallest(count)
+
     def pick(self, now: float) -> str | None:
         top = self._heap.peek()
         running = self._running

@@ -56,6 +56,10 @@ class LazyHeap:
             del self._live[request_id]
         return request_id
 
+    def smallest(self, count: int) -> list[str]:
+        """The `count` live ids with the smallest keys, smallest first (O(n log count))."""
+        return [entry[2] for entry in heapq.nsmallest(count, self._live.values())]
+
     def key(self, request_id: str) -> Any:
         """The current key of `request_id` (KeyError if absent)."""
         return self._live[request_id][0]

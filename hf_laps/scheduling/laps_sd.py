@@ -105,6 +105,15 @@ class LapsSDPolicy(BasePolicy):
                 return rid
         return None
 
+    def ranked(self, count: int) -> list[str]:
+        """Queue by queue, perceptible before non-perceptible, each heap in its own key order."""
+        out: list[str] = []
+        for j in range(self.config.num_queues):
+            for heap in (self._perc[j], self._nonp[j]):
+                if len(out) < count:
+                    out.extend(heap.smallest(count - len(out)))
+        return out
+
     # --- hooks ---------------------------------------------------------------------------
     def _new_state(self, request: RequestSpec) -> QueueProgress:
         cfg = self.config

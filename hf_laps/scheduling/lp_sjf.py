@@ -24,6 +24,9 @@ class LPSJFPolicy(BasePolicy):
         self._heap = LazyHeap()
         self._l_hat: dict[str, float] = {}
 
+    def ranked(self, count: int) -> list[str]:
+        return self._heap.smallest(count)
+
     def pick(self, now: float) -> str | None:
         if self._running is not None:
             return self._running

@@ -7,12 +7,17 @@ The driver (serving loop or simulator) calls, at every round boundary:
     ... run one round of rid ...
     policy.on_round(report, now)       # finished requests leave the policy
 
+A batched driver asks `pick_batch(now, B)` instead and reports every request of the round. Its
+head is always `pick(now)` (so B = 1 is exactly `pick`, hysteresis and run-to-threshold rules
+included); the other B - 1 places go to the next requests in the policy's own order (`ranked`).
+
 Preemption is the driver running a different request than last round; `should_preempt` answers
 exactly `pick(now) != running_id`. `pick` has no side effects beyond dropping stale heap entries,
 so it may be called any number of times.
 """
 from __future__ import annotations
 
+import heapq
 from abc import ABC, abstractmethod
 
 from .progress import RequestProgress
@@ -35,6 +40,23 @@ class Policy(ABC):
     @abstractmethod
     def on_round(self, report: RoundReport, now: float) -> None:
         """Account one finished round; a finished request leaves the policy."""
+
+    def pick_batch(self, now: float, size: int) -> list[str]:
+        """Up to `size` distinct requests to run the next round together, `pick(now)` first."""
+        if size < 1:
+            raise ValueError(f"a batch holds at least one request, got size {size}")
+        first = self.pick(now)
+        if first is None:
+            return []
+        if size == 1:
+            return [first]
+        # one more than needed: `first` may or may not be among the ranked
+        rest = [rid for rid in self.ranked(size) if rid != first]
+        return [first] + rest[: size - 1]
+
+    @abstractmethod
+    def ranked(self, count: int) -> list[str]:
+        """The `count` best waiting requests in the policy's own order, best first."""
 
     def should_preempt(self, running_id: str, now: float) -> bool:
         """True iff the next round should run something other than `running_id`."""
@@ -112,6 +134,10 @@ class BasePolicy(Policy):
 
     def __len__(self) -> int:
         return len(self._states)
+
+    def ranked(self, count: int) -> list[str]:
+        """Default order: admission (a policy with its own key overrides this)."""
+        return [s.spec.request_id for s in heapq.nsmallest(count, self._states.values(), key=lambda s: s.admit_seq)]
 
     # --- hooks ---------------------------------------------------------------------------
     def _new_state(self, request: RequestSpec) -> RequestProgress:

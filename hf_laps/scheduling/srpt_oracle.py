@@ -21,6 +21,9 @@ class SRPTOraclePolicy(BasePolicy):
         super().__init__()
         self._heap = LazyHeap()
 
+    def ranked(self, count: int) -> list[str]:
+        return self._heap.smallest(count)
+
     def pick(self, now: float) -> str | None:
         return self._heap.peek()
 
