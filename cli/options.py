@@ -78,6 +78,7 @@ def model_options(function):
         click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True, help="auto = float32 on CPU, bfloat16 on CUDA."),
         click.option("--trust-remote-code", is_flag=True, help="Allow model repos to run their own code (off by default)."),
         click.option("--seed", type=int, default=None, help="Seed for sampled requests without their own seed."),
+        click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Requests per speculative round: up to this many, picked by --policy, share one target verify forward (1 = one request per round)."),
         click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch. Default: the idle cores (cores - load average), 1 to 4."),
     ]
     for option in reversed(options):

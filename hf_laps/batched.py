@@ -23,12 +23,13 @@ closer than that rounding (tests/test_batched_round.py counts such near-ties).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from hf_laps.batch_kv import gather, scatter, supports_batching
+from hf_laps.compat import crop_to
 from hf_laps.engine import SpeculativeEngine
 from hf_laps.state import GenerationState, RoundResult
 
@@ -52,7 +53,9 @@ class BatchTimings:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """The RoundResult of every request in the batch (in the order given) and the round's timings.
+    """The RoundResult of every request that ran (in the order given), the round's timings, and
+    the requests whose own part of the round raised (id -> the exception; their state is as
+    before the round).
 
     A batched row's RoundResult reports the shared part of the round: draft_seconds = all rows'
     drafting, verify_seconds = gather + forward + scatter + settle, i.e. the time the request
@@ -61,6 +64,7 @@ class BatchResult:
 
     results: list[RoundResult]
     timings: BatchTimings
+    errors: dict[str, Exception] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -86,7 +90,12 @@ class BatchedRound:
 
     @torch.no_grad()
     def step(self, states: Sequence[GenerationState]) -> BatchResult:
-        """Run one round of every state (each at most once; all unfinished)."""
+        """Run one round of every state (each at most once; all unfinished).
+
+        A failure of a request's own part (its prefill round, its logits processors, its stop
+        criteria) is reported in `errors` and leaves that request as before the round; a failure
+        of the shared forward restores every request and raises.
+        """
         ids = [s.request_id for s in states]
         if len(set(ids)) != len(ids):
             raise ValueError(f"a request appears twice in the batch: {ids}")
@@ -94,45 +103,67 @@ class BatchedRound:
             self.engine.check_unfinished(state)
         started = time.perf_counter()
         results: dict[str, RoundResult] = {}
+        errors: dict[str, Exception] = {}
         for state in states:
             if not state.started:
-                results[state.request_id] = self.engine.step(state)
+                try:
+                    results[state.request_id] = self.engine.step(state)
+                except Exception as exc:
+                    # a first round that raised keeps no cache: the request is as before it
+                    state.target_cache = state.draft_cache = None
+                    errors[state.request_id] = exc
         prefill_seconds = time.perf_counter() - started
-        batch = [s for s in states if s.request_id not in results]
+        batch = [s for s in states if s.request_id not in results and s.request_id not in errors]
         timings = BatchTimings(prefill_seconds=prefill_seconds)
         if batch:
-            batched, timings = self._round(batch, prefill_seconds)
-            results.update(batched)
-        return BatchResult(results=[results[i] for i in ids], timings=timings)
+            timings = self._round(batch, prefill_seconds, results, errors)
+        return BatchResult(results=[results[i] for i in ids if i in results], timings=timings, errors=errors)
 
-    def _round(self, states: list[GenerationState], prefill_seconds: float):
+    def _round(self, states: list[GenerationState], prefill_seconds: float,
+               results: dict[str, RoundResult], errors: dict[str, Exception]) -> BatchTimings:
+        """The batched part; fills `results` / `errors` per request and returns the timings."""
         engine = self.engine
         clock = engine._sync_clock
+        cached = [s.kv_len for s in states]
         t0 = clock()
-        proposals = [engine.propose(state) for state in states]
-        t1 = clock()
-        feeds = [torch.cat([s.input_ids[0, s.kv_len :], candidates]) for s, (candidates, _) in zip(states, proposals)]
-        caches = [s.target_cache for s in states]
-        padded = gather(engine.model, caches, feeds, self.pad_token_id)
-        t2 = clock()
-        out = engine.model(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
-                           position_ids=padded.position_ids, **{engine._cache_kw: padded.cache},
-                           use_cache=True)
-        t3 = clock()
-        scatter(padded, caches)
-        t4 = clock()
-        settled = []
+        try:
+            proposals = [engine.propose(state) for state in states]
+            t1 = clock()
+            feeds = [torch.cat([s.input_ids[0, c:], candidates]) for s, c, (candidates, _) in zip(states, cached, proposals)]
+            caches = [s.target_cache for s in states]
+            padded = gather(engine.model, caches, feeds, self.pad_token_id)
+            t2 = clock()
+            out = engine.model(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
+                               position_ids=padded.position_ids, **{engine._cache_kw: padded.cache},
+                               use_cache=True)
+            t3 = clock()
+            scatter(padded, caches)
+            t4 = clock()
+        except Exception:
+            for state, length in zip(states, cached):
+                self._restore(state, length)
+            raise
+        settled = {}
         for row, (state, (candidates, draft_probs)) in enumerate(zip(states, proposals)):
-            m = int(candidates.shape[0])
-            logits = padded.logits_rows(out.logits, row, m + 1).float()
-            scores = engine.process_scores(state, candidates, logits)
-            settled.append(engine.settle(state, candidates, draft_probs, scores))
+            try:
+                m = int(candidates.shape[0])
+                logits = padded.logits_rows(out.logits, row, m + 1).float()
+                scores = engine.process_scores(state, candidates, logits)
+                settled[state.request_id] = engine.settle(state, candidates, draft_probs, scores)
+            except Exception as exc:
+                self._restore(state, cached[row])
+                errors[state.request_id] = exc
         t5 = clock()
-        timings = BatchTimings(prefill_seconds=prefill_seconds, draft_seconds=t1 - t0, gather_seconds=t2 - t1,
-                               forward_seconds=t3 - t2, scatter_seconds=t4 - t3, settle_seconds=t5 - t4)
-        results = {}
-        for state, (candidates, _), (tokens, reason) in zip(states, proposals, settled):
-            results[state.request_id] = engine.record_round(
-                state, candidates, tokens, reason, prefill=False,
-                draft_seconds=t1 - t0, verify_seconds=t5 - t1)
-        return results, timings
+        for state, (candidates, _) in zip(states, proposals):
+            if state.request_id in settled:
+                tokens, reason = settled[state.request_id]
+                results[state.request_id] = engine.record_round(
+                    state, candidates, tokens, reason, prefill=False, draft_seconds=t1 - t0, verify_seconds=t5 - t1)
+        return BatchTimings(prefill_seconds=prefill_seconds, draft_seconds=t1 - t0, gather_seconds=t2 - t1,
+                            forward_seconds=t3 - t2, scatter_seconds=t4 - t3, settle_seconds=t5 - t4)
+
+    def _restore(self, state: GenerationState, cached: int) -> None:
+        """Undo a round that did not commit: both caches back to what they held before it."""
+        if state.kv_len > cached:
+            crop_to(state.target_cache, cached)
+        self.engine.draft.rollback(state, int(state.input_ids.shape[1]) - 1)

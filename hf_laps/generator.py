@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from hf_laps.engine import EngineConfig, SpeculativeEngine
+from hf_laps.batch_executor import BatchEngineExecutor
 from hf_laps.engine_executor import EngineExecutor
 from hf_laps.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts  # noqa: F401 (re-exported)
 from hf_laps.loop import Completion, ServingLoop, Submission
@@ -74,6 +75,8 @@ class LapsGenerator:
             laps-sd; default `learned`, fitted on `history` timing logs if given.
         predictor_options: kwargs of `make_predictor` (e.g. sigma, history).
         kv_budget_bytes: device bytes for paused requests' KV caches (None: keep all on device).
+        max_batch_size: requests per round; up to this many, picked by the policy, share one
+            target verify forward (`hf_laps.batched.BatchedRound`). 1 = one request per round.
         progress: show a tqdm bar.
     """
 
@@ -89,8 +92,11 @@ class LapsGenerator:
         predictor=None,
         predictor_options: dict | None = None,
         kv_budget_bytes: int | None = None,
+        max_batch_size: int = 1,
         progress: bool = True,
     ):
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.engine = SpeculativeEngine(model, tokenizer, assistant_model=assistant_model, config=engine_config)
         self.tokenizer = tokenizer
         self.policy_name = policy
@@ -98,6 +104,7 @@ class LapsGenerator:
         self.predictor = predictor
         self.predictor_options = dict(predictor_options or {})
         self.kv_budget_bytes = kv_budget_bytes
+        self.max_batch_size = max_batch_size
         self.progress = progress
         make_policy(policy, self.scheduler_config)  # validate the name now, not at generate()
 
@@ -185,8 +192,10 @@ class LapsGenerator:
         boundary on Ctrl-C).
         """
         bar = batch_progress(len(submissions), self.progress if progress is None else progress)
-        loop = ServingLoop(EngineExecutor(self.engine), policy if policy is not None else self.make_policy(),
-                           kv_budget_bytes=self.kv_budget_bytes, on_round=bar.on_round if bar is not None else None)
+        executor = BatchEngineExecutor(self.engine) if self.max_batch_size > 1 else EngineExecutor(self.engine)
+        loop = ServingLoop(executor, policy if policy is not None else self.make_policy(),
+                           kv_budget_bytes=self.kv_budget_bytes, on_round=bar.on_round if bar is not None else None,
+                           max_batch_size=self.max_batch_size)
         if loop_hook is not None:
             loop_hook(loop)
         try:

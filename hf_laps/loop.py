@@ -1,4 +1,4 @@
-"""The serving loop: the one driver of every run, real or replayed. Batch size 1.
+"""The serving loop: the one driver of every run, real or replayed.
 
     loop = ServingLoop(EngineExecutor(engine), policy)                 # real models, real clock
     loop = ServingLoop(TraceReplayer(traces, cost), policy, clock=VirtualClock())   # a replay
@@ -16,6 +16,13 @@ What a request costs comes from the executor (`Executor`): the engine executor m
 trace replayer takes it from a cost model. The loop charges every cost to its clock: a
 `RealClock` ignores the charge (the time really passed), a `VirtualClock` advances by it. So a
 real run and its replay differ only by the cost model, never by the rules.
+
+With `max_batch_size` B > 1 the policy picks up to B requests (`Policy.pick_batch`) and the
+executor runs one round of all of them at once (`run_batch`: one shared verify forward); the
+clock is charged the batched round's seconds once, and every request's round is reported to the
+policy. The same rules hold otherwise: a request that ran last round and is left out of this one
+is preempted; the KV budget parks only caches of requests outside the running batch. If the
+batched round raises, each of its requests runs its round alone, so only the faulty one fails.
 
 Under greedy decoding a request's tokens do not depend on the schedule (tests check it): the
 policy changes only WHEN rounds run, never what a round computes.
@@ -82,6 +89,16 @@ class Finished:
     payload: Any = None       # the engine's GenerationState (None in a replay)
 
 
+@dataclass(frozen=True, kw_only=True)
+class BatchRan:
+    """One batched round: the report of every request that ran (in the order asked), the round's
+    seconds, and the requests whose own part raised (id -> message; they did not run)."""
+
+    reports: list[RoundReport]
+    seconds: float
+    errors: dict[str, str] = field(default_factory=dict)
+
+
 class Executor(Protocol):
     """Runs requests for the loop; every method that takes time reports its seconds."""
 
@@ -105,6 +122,13 @@ class Executor(Protocol):
 
     def release(self, request_id: str) -> Finished:
         """The request left the loop (finished or failed): drop it, return its facts."""
+
+
+class BatchExecutor(Executor, Protocol):
+    """An executor that can also run one round for several started requests at once."""
+
+    def run_batch(self, request_ids: list[str]) -> BatchRan:
+        """One round of each request, sharing the work (its first round also prefills)."""
 
 
 class RealClock:
@@ -195,14 +219,21 @@ class ServingLoop:
         clock: `RealClock()` (default) or `VirtualClock()` for replays.
         kv_budget_bytes: device bytes allowed for the KV caches of paused requests; None keeps
             every cache on the device.
+        max_batch_size: requests per round (B); B > 1 needs an executor with `run_batch`.
         on_round: called with every RoundReport after the policy saw it (progress bars, the
             replay's schedule).
     """
 
     def __init__(self, executor: Executor, policy: Policy, *, clock: RealClock | VirtualClock | None = None,
-                 kv_budget_bytes: int | None = None, on_round: Callable[[RoundReport], None] | None = None):
+                 kv_budget_bytes: int | None = None, on_round: Callable[[RoundReport], None] | None = None,
+                 max_batch_size: int = 1):
         if kv_budget_bytes is not None and kv_budget_bytes < 0:
             raise ValueError(f"kv_budget_bytes must be >= 0, got {kv_budget_bytes}")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_batch_size > 1 and not hasattr(executor, "run_batch"):
+            raise ValueError(f"max_batch_size {max_batch_size} needs an executor with run_batch; "
+                             f"{type(executor).__name__} runs one request per round")
         if len(policy):
             raise ValueError(f"the loop needs a fresh policy; {policy.name} already holds {len(policy)}")
         self.executor = executor
@@ -210,6 +241,7 @@ class ServingLoop:
         self.clock = clock or RealClock()
         self.kv_budget_bytes = kv_budget_bytes
         self.on_round = on_round
+        self.max_batch_size = max_batch_size
         self.stop_requested = False
         self.live: dict[str, _Live] = {}
 
@@ -225,6 +257,9 @@ class ServingLoop:
         pending = sorted(submissions, key=lambda s: s.arrival)
         pending.reverse()  # pop() from the end = earliest arrival
         self.clock.reset()
+        if self.max_batch_size > 1:
+            yield from self._run_batched(pending)
+            return
         running: str | None = None
         while (pending or self.live) and not self.stop_requested:
             yield from self._admit_arrived(pending)
@@ -244,6 +279,30 @@ class ServingLoop:
             completion = self._run_round(live)
             if completion is not None:
                 running = None
+                yield completion
+            self._enforce_kv_budget({running} if running is not None else set())
+
+    def _run_batched(self, pending: list[Submission]) -> Iterator[Completion]:
+        """`run` with up to `max_batch_size` requests per round."""
+        running: set[str] = set()
+        while (pending or self.live) and not self.stop_requested:
+            yield from self._admit_arrived(pending)
+            request_ids = self.policy.pick_batch(self.now(), self.max_batch_size)
+            if not request_ids:
+                if self.live:
+                    raise RuntimeError(f"{self.policy.name} picked nothing while {len(self.live)} requests wait")
+                if pending:
+                    self.clock.wait_until(pending[-1].arrival, lambda: self.stop_requested)
+                continue
+            unknown = [rid for rid in request_ids if rid not in self.live]
+            if unknown or len(set(request_ids)) != len(request_ids):
+                raise RuntimeError(f"{self.policy.name} picked {request_ids!r}; not waiting: {unknown!r}")
+            for rid in running - set(request_ids):
+                if rid in self.live:
+                    self.live[rid].preemptions += 1
+            running = set(request_ids)
+            for completion in self._run_batch([self.live[rid] for rid in request_ids]):
+                running.discard(completion.submission.request_id)
                 yield completion
             self._enforce_kv_budget(running)
 
@@ -267,16 +326,40 @@ class ServingLoop:
     def _run_round(self, live: _Live) -> Completion | None:
         """One round of `live`; returns its Completion when it left the loop."""
         request_id = live.submission.request_id
-        if live.parked:
-            self._charge_switch(live, self.executor.unpark(request_id))
-            live.parked = False
-        if live.start is None:
-            live.start = self.now()
+        self._prepare(live)
         try:
             report = self.executor.run_round(request_id)
         except Exception as exc:  # one bad request must not take the batch down
             return self._fail(live, f"{type(exc).__name__}: {exc}")
         self.clock.charge(report.seconds)
+        return self._account(live, report)
+
+    def _run_batch(self, lives: list[_Live]) -> list[Completion]:
+        """One batched round of `lives`; returns the Completions of those that left the loop."""
+        for live in lives:
+            self._prepare(live)
+        try:
+            ran = self.executor.run_batch([live.submission.request_id for live in lives])
+        except Exception:
+            # the executor left every state as before the round: find the faulty request alone
+            return [c for c in (self._run_round(live) for live in lives) if c is not None]
+        self.clock.charge(ran.seconds)
+        by_id = {live.submission.request_id: live for live in lives}
+        completions = [self._account(by_id[report.request_id], report) for report in ran.reports]
+        completions += [self._fail(by_id[rid], message) for rid, message in ran.errors.items()]
+        return [c for c in completions if c is not None]
+
+    def _prepare(self, live: _Live) -> None:
+        """Bring a parked cache back and stamp the first start."""
+        if live.parked:
+            self._charge_switch(live, self.executor.unpark(live.submission.request_id))
+            live.parked = False
+        if live.start is None:
+            live.start = self.now()
+
+    def _account(self, live: _Live, report: RoundReport) -> Completion | None:
+        """Record a round that ran (its seconds already charged) and tell the policy."""
+        request_id = live.submission.request_id
         now = live.last_run = self.now()
         if live.first_token is None and report.emitted:
             live.first_token = now
@@ -311,12 +394,12 @@ class ServingLoop:
                 live.events.append(event)
 
     # ---- KV parking ------------------------------------------------------------------------
-    def _enforce_kv_budget(self, running: str | None) -> None:
+    def _enforce_kv_budget(self, running: set[str]) -> None:
         """Park least-recently-run paused caches on the CPU until the rest fit the budget."""
         if self.kv_budget_bytes is None:
             return
         resident = [(rid, l) for rid, l in self.live.items()
-                    if rid != running and not l.parked and self.executor.has_cache(rid)]
+                    if rid not in running and not l.parked and self.executor.has_cache(rid)]
         total = sum(l.kv_bytes for _, l in resident)
         for rid, live in sorted(resident, key=lambda item: item[1].last_run):
             if total <= self.kv_budget_bytes:

@@ -76,6 +76,7 @@ class JobConfig:
     progress: bool = True
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability knobs
     threads: int | None = None  # torch CPU threads; None: hf_laps.runtime.default_cpu_threads()
+    max_batch_size: int = 1  # requests per round sharing one verify forward
 
     def __post_init__(self) -> None:
         stem = str(Path(self.results).with_suffix(""))
@@ -83,6 +84,8 @@ class JobConfig:
         self.summary = self.summary or f"{stem}.summary.json"
         if self.arrival_rate is not None and not self.arrival_rate > 0:
             raise ValueError(f"arrival_rate must be > 0 requests/s, got {self.arrival_rate}")
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if len({Path(p).resolve() for p in (self.results, self.timing_log, self.summary)}) < 3:
@@ -251,6 +254,7 @@ def build_generator(config: JobConfig):
         predictor=config.predictor,
         predictor_options=options,
         kv_budget_bytes=config.kv_budget_bytes,
+        max_batch_size=config.max_batch_size,
         progress=config.progress,
     )
 
