@@ -16,9 +16,9 @@ from hf_laps.loop import BatchRan
 class BatchEngineExecutor(EngineExecutor):
     """Runs submissions on `engine`, up to a whole batch per round (see `hf_laps.loop.BatchExecutor`)."""
 
-    def __init__(self, engine: SpeculativeEngine) -> None:
+    def __init__(self, engine: SpeculativeEngine, layout: str = "packed") -> None:
         super().__init__(engine)
-        self.batched = BatchedRound(engine)
+        self.batched = BatchedRound(engine, layout)
 
     def run_batch(self, request_ids: list[str]) -> BatchRan:
         outcome = self.batched.step([self.states[rid] for rid in request_ids])

@@ -1,19 +1,34 @@
-"""The KV layout of a batched verify: per-request caches gathered into one padded batch cache.
+"""The KV layouts of a batched verify: per-request caches copied into one batch cache and back.
 
 Each request keeps its own `DynamicCache` (so its state stays model-free and resumable); for one
-batched forward they are copied into a single DynamicCache of B rows, and after it each row's new
-K/V are appended back to its own cache. Row i, with c_i cached tokens and a feed of f_i tokens
-(the committed tokens its cache has not seen, then its drafts), is laid out as
+batched forward the caches are copied into a single DynamicCache, and after it each row's new
+K/V are appended back to its own cache. Row i has c_i cached tokens and a feed of f_i tokens (the
+committed tokens its cache has not seen, then its drafts). Two layouts:
 
-    [ pad * (C - c_i) | its cache (c_i) | its feed (f_i) | pad * (F - f_i) ]
-      `------------- batch cache, C = max c_i ------------'`-- input, F = max f_i --'
+packed (the default): every row in ONE sequence, no padding at all,
 
-with a 2-D attention mask that is 0 on both kinds of padding and position ids that count the
-row's own tokens (c_i, c_i + 1, ...). Left padding of the cache and right padding of the feed
-are both invisible to the row's real tokens: the key mask hides cache pads, and causality hides
-the trailing feed pads, which only produce logits nobody reads. Pad keys / values are zeros, so
-no NaN can leak through a 0 attention weight; every pad query sees at least the row's own cache
-(c_i >= 1 after the first round), so no softmax row is fully masked either.
+    keys:   [ cache_1 | cache_2 | ... | cache_B | feed_1 | feed_2 | ... | feed_B ]
+    input:                                      [ feed_1 | feed_2 | ... | feed_B ]   (sum f_i)
+
+    with a 4-D mask that lets a query of row i see cache_i and feed_i up to itself (causal), and
+    position ids that count the row's own tokens (c_i, c_i + 1, ...). The linear layers (most of
+    the work at these sizes) run on exactly sum f_i tokens; attention scores cost
+    sum f_i x (sum c_i + sum f_i), i.e. they grow as B^2, which is cheap while B x context is
+    small (CPU, short prompts) and is the price of needing no variable-length attention kernel.
+
+padded: one row per request, the cache left-padded to C = max c_i and the feed right-padded to
+F = max f_i,
+
+    [ pad * (C - c_i) | cache_i (c_i) | feed_i (f_i) | pad * (F - f_i) ]
+
+    with a 2-D attention mask that is 0 on both kinds of padding. Attention costs B x F x (C + F)
+    (linear in B), but the linear layers run B x F tokens: with prompt lookup one row drafting
+    10 tokens makes every row pay 11 positions.
+
+In both, pads / foreign rows are invisible to a row's real tokens: the mask hides them, and
+trailing feed pads are hidden by causality and only produce logits nobody reads. Pad keys and
+values are zeros, so no NaN can leak through a 0 attention weight; every query sees at least its
+own row's cache (c_i >= 1 after the first round), so no softmax row is fully masked either.
 
 Only full-attention `DynamicLayer`s are supported: a sliding-window layer keeps a ring of the last
 W tokens whose alignment would need its own gather (`supports_batching` says so up front).
@@ -37,7 +52,7 @@ def supports_batching(model: PreTrainedModel) -> bool:
 
 @dataclass
 class PaddedBatch:
-    """One batched forward's inputs, and what `scatter` needs to give each row its K/V back."""
+    """The padded layout: one batched forward's inputs, and what `scatter` needs."""
 
     input_ids: torch.Tensor          # [B, F]
     position_ids: torch.Tensor       # [B, F]
@@ -50,14 +65,28 @@ class PaddedBatch:
     def past(self) -> int:
         return max(self.cached)
 
+    def forward_kwargs(self) -> dict:
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids,
+                "attention_mask": self.attention_mask}
+
     def logits_rows(self, logits: torch.Tensor, row: int, keep: int) -> torch.Tensor:
         """The last `keep` logits of row `row`'s real feed (logits: [B, F, V])."""
         end = self.fed[row]
         return logits[row, end - keep : end]
 
+    def scatter(self, caches: list[DynamicCache]) -> None:
+        """Append each row's f_i new K/V (written after the C padded ones) to its own cache.
 
-def gather(model: PreTrainedModel, caches: list[DynamicCache], feeds: list[torch.Tensor],
-           pad_token_id: int) -> PaddedBatch:
+        The engine then crops every cache back to its committed length, as after a batch-1 verify.
+        """
+        past = self.past
+        for index, layer in enumerate(cache_layers(self.cache)):
+            for row, (cache, f) in enumerate(zip(caches, self.fed)):
+                _append(cache_layers(cache)[index], layer, row, past, past + f)
+
+
+def gather_padded(model: PreTrainedModel, caches: list[DynamicCache], feeds: list[torch.Tensor],
+                  pad_token_id: int) -> PaddedBatch:
     """Lay `caches` (each [1, H, c_i, D] per layer) and `feeds` ([f_i] ids) out as one batch."""
     cached = [cache_length(cache) for cache in caches]
     fed = [int(feed.shape[0]) for feed in feeds]
@@ -93,16 +122,75 @@ def _stack_left_padded(tensors: list[torch.Tensor], lengths: list[int], past: in
     return out
 
 
-def scatter(batch: PaddedBatch, caches: list[DynamicCache]) -> None:
-    """Append each row's f_i new K/V (written by the forward after the C padded ones) to its cache.
+def _append(own, batch_layer, row: int, start: int, end: int) -> None:
+    own.keys = torch.cat([own.keys, batch_layer.keys[row : row + 1, :, start:end]], dim=-2)
+    own.values = torch.cat([own.values, batch_layer.values[row : row + 1, :, start:end]], dim=-2)
 
-    The engine then crops every cache back to its committed length, as after a batch-1 verify.
-    """
-    past = batch.past
-    for index, layer in enumerate(cache_layers(batch.cache)):
-        for row, (cache, f) in enumerate(zip(caches, batch.fed)):
-            own = cache_layers(cache)[index]
-            new_keys = layer.keys[row : row + 1, :, past : past + f]
-            new_values = layer.values[row : row + 1, :, past : past + f]
-            own.keys = torch.cat([own.keys, new_keys], dim=-2)
-            own.values = torch.cat([own.values, new_values], dim=-2)
+
+@dataclass
+class PackedBatch:
+    """The packed layout: every row in one sequence (batch dimension 1), no padding."""
+
+    input_ids: torch.Tensor          # [1, sum f]
+    position_ids: torch.Tensor       # [1, sum f]
+    attention_mask: torch.Tensor | None  # [1, 1, sum f, sum c + sum f], additive; None for one row
+    cache: DynamicCache              # 1 row of sum c tokens
+    cached: list[int]
+    fed: list[int]
+
+    def forward_kwargs(self) -> dict:
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids,
+                "attention_mask": self.attention_mask}
+
+    def _feed_start(self, row: int) -> int:
+        return sum(self.fed[:row])
+
+    def logits_rows(self, logits: torch.Tensor, row: int, keep: int) -> torch.Tensor:
+        """The last `keep` logits of row `row`'s feed (logits: [1, sum f, V])."""
+        end = self._feed_start(row) + self.fed[row]
+        return logits[0, end - keep : end]
+
+    def scatter(self, caches: list[DynamicCache]) -> None:
+        """Append each row's f_i new K/V (its slice after the sum c cached ones) to its own cache."""
+        base = sum(self.cached)
+        for index, layer in enumerate(cache_layers(self.cache)):
+            for row, cache in enumerate(caches):
+                start = base + self._feed_start(row)
+                _append(cache_layers(cache)[index], layer, 0, start, start + self.fed[row])
+
+
+def gather_packed(model: PreTrainedModel, caches: list[DynamicCache], feeds: list[torch.Tensor],
+                  pad_token_id: int | None = None) -> PackedBatch:
+    """Lay `caches` and `feeds` out as one sequence (`pad_token_id` is unused: nothing is padded)."""
+    cached = [cache_length(cache) for cache in caches]
+    fed = [int(feed.shape[0]) for feed in feeds]
+    device = feeds[0].device
+    total_cached, total_fed = sum(cached), sum(fed)
+    positions = torch.cat([torch.arange(c, c + f, device=device) for c, f in zip(cached, fed)])
+    dtype = model.dtype if model.dtype.is_floating_point else torch.float32
+    allowed = torch.zeros((total_fed, total_cached + total_fed), dtype=torch.bool, device=device)
+    cache_start = feed_start = 0
+    # query j of row i sees cache_i and feed_i[: j + 1]; everything else gets dtype min
+    for c, f in zip(cached, fed):
+        rows = slice(feed_start, feed_start + f)
+        allowed[rows, cache_start : cache_start + c] = True
+        # causal inside the row's own feed
+        block = torch.ones((f, f), dtype=torch.bool, device=device).tril()
+        allowed[rows, total_cached + feed_start : total_cached + feed_start + f] = block
+        cache_start += c
+        feed_start += f
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    batch_cache = new_cache(model)
+    for index, layer in enumerate(cache_layers(batch_cache)):
+        keys = torch.cat([cache_layers(c)[index].keys for c in caches], dim=-2)
+        values = torch.cat([cache_layers(c)[index].values for c in caches], dim=-2)
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+    # one row is the batch-1 forward exactly: plain causal attention, no mask needed
+    return PackedBatch(input_ids=torch.cat(feeds).unsqueeze(0), position_ids=positions.unsqueeze(0),
+                       attention_mask=mask[None, None] if len(feeds) > 1 else None, cache=batch_cache,
+                       cached=cached, fed=fed)
+
+
+LAYOUTS = {"packed": gather_packed, "padded": gather_padded}

@@ -6,14 +6,15 @@ engine's own phases, so the B = 1 round is the batch-1 round:
 
   1. each request drafts on its own (prompt lookup, or the draft model on the request's own
      cache, batch 1); draft lengths are ragged, some requests draft nothing;
-  2. ONE target forward over the ragged rows [unseen committed tokens + drafts] on a padded copy
-     of their caches (`hf_laps.batch_kv`), then each row's new K/V goes back to its own cache;
+  2. ONE target forward over the ragged rows [unseen committed tokens + drafts] on a copy of
+     their caches in one batch layout (`hf_laps.batch_kv`: packed by default, or padded), then
+     each row's new K/V goes back to its own cache;
   3. per request: its logits processors, greedy / sampled acceptance with its own generator,
      the cut at budget / EOS / stop, the commit and rollback, its metrics and schedule.
 
 A request that has never run (no cache yet) runs its first round, which prefills its prompt,
 alone through `engine.step` before the batched part: prompts are long and ragged, and a batch-1
-prefill keeps them out of the padded batch. After `step` every state is again a plain
+prefill keeps them out of the batch layout. After `step` every state is again a plain
 `GenerationState` with its own caches: it may leave the batch, be parked, saved, and come back.
 
 Under greedy decoding a row's logits differ from the batch-1 ones only by fp rounding (another
@@ -28,7 +29,7 @@ from typing import Sequence
 
 import torch
 
-from hf_laps.batch_kv import gather, scatter, supports_batching
+from hf_laps.batch_kv import LAYOUTS, supports_batching
 from hf_laps.compat import crop_to
 from hf_laps.engine import SpeculativeEngine
 from hf_laps.state import GenerationState, RoundResult
@@ -40,7 +41,7 @@ class BatchTimings:
 
     prefill_seconds: float = 0.0   # batch-1 first rounds of new requests
     draft_seconds: float = 0.0     # every row's drafting
-    gather_seconds: float = 0.0    # per-request caches -> padded batch cache
+    gather_seconds: float = 0.0    # per-request caches -> the batch cache
     forward_seconds: float = 0.0   # the one target forward
     scatter_seconds: float = 0.0   # each row's new K/V -> its own cache
     settle_seconds: float = 0.0    # processors, acceptance, cut, commit + rollback
@@ -74,12 +75,18 @@ class BatchResult:
 class BatchedRound:
     """Runs rounds for several `GenerationState`s of one engine at once.
 
+    `layout`: "packed" (default; every row in one unpadded sequence) or "padded" (one row per
+    request); `hf_laps.batch_kv` describes both and docs/engine.md compares them.
+
     Raises:
         ValueError: the target's cache has non-full-attention layers (sliding windows), which
-            the padded layout does not support; use batch size 1 for such models.
+            the batch layouts do not support; use batch size 1 for such models.
     """
 
-    def __init__(self, engine: SpeculativeEngine) -> None:
+    def __init__(self, engine: SpeculativeEngine, layout: str = "packed") -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+        self.gather = LAYOUTS[layout]
         if not supports_batching(engine.model):
             raise ValueError(f"batched rounds need full-attention cache layers; "
                              f"{type(engine.model).__name__} has others (use max_batch_size=1)")
@@ -131,13 +138,11 @@ class BatchedRound:
             t1 = clock()
             feeds = [torch.cat([s.input_ids[0, c:], candidates]) for s, c, (candidates, _) in zip(states, cached, proposals)]
             caches = [s.target_cache for s in states]
-            padded = gather(engine.model, caches, feeds, self.pad_token_id)
+            batch = self.gather(engine.model, caches, feeds, self.pad_token_id)
             t2 = clock()
-            out = engine.model(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
-                               position_ids=padded.position_ids, **{engine._cache_kw: padded.cache},
-                               use_cache=True)
+            out = engine.model(**batch.forward_kwargs(), **{engine._cache_kw: batch.cache}, use_cache=True)
             t3 = clock()
-            scatter(padded, caches)
+            batch.scatter(caches)
             t4 = clock()
         except Exception:
             for state, length in zip(states, cached):
@@ -147,7 +152,7 @@ class BatchedRound:
         for row, (state, (candidates, draft_probs)) in enumerate(zip(states, proposals)):
             try:
                 m = int(candidates.shape[0])
-                logits = padded.logits_rows(out.logits, row, m + 1).float()
+                logits = batch.logits_rows(out.logits, row, m + 1).float()
                 scores = engine.process_scores(state, candidates, logits)
                 settled[state.request_id] = engine.settle(state, candidates, draft_probs, scores)
             except Exception as exc:

@@ -46,11 +46,11 @@ def start_all(engine, prompt_list, **kwargs):
             for i, (p, b) in enumerate(zip(prompt_list, budgets(len(prompt_list))))]
 
 
-def run_batched(engine, states, between=None):
+def run_batched(engine, states, between=None, layout="packed"):
     """Batched rounds until every state finished; returns {id: [(drafted, accepted), ...]}, finish rounds."""
     rounds = {s.request_id: [] for s in states}
     finished_at, index = {}, 0
-    batcher = BatchedRound(engine)
+    batcher = BatchedRound(engine, layout)
     while not all(s.finished for s in states):
         live = [s for s in states if not s.finished]
         outcome = batcher.step(live)
@@ -90,8 +90,9 @@ def check_near_ties(model, prompt_list, states, expected_list) -> int:
     return count
 
 
+@pytest.mark.parametrize("layout", ["packed", "padded"])
 @pytest.mark.parametrize("drafting", ["prompt-lookup", "draft-model"])
-def test_batch_of_one_is_the_single_request_round(target, draft, drafting):
+def test_batch_of_one_is_the_single_request_round(target, draft, drafting, layout):
     engine = make_engine(target, draft if drafting == "draft-model" else None)
     for prompt, budget in zip(prompts(3), budgets(3)):
         single = engine.start(prompt, max_new_tokens=budget, do_sample=False)
@@ -100,7 +101,7 @@ def test_batch_of_one_is_the_single_request_round(target, draft, drafting):
         while not single.finished:
             result = engine.step(single)
             single_rounds.append((result.drafted, result.accepted, result.new_token_ids))
-        batcher = BatchedRound(engine)
+        batcher = BatchedRound(engine, layout)
         while not batched.finished:
             (result,) = batcher.step([batched]).results
             batched_rounds.append((result.drafted, result.accepted, result.new_token_ids))
@@ -109,12 +110,13 @@ def test_batch_of_one_is_the_single_request_round(target, draft, drafting):
         assert batched.kv_len == single.kv_len
 
 
+@pytest.mark.parametrize("layout", ["packed", "padded"])
 @pytest.mark.parametrize("drafting", ["prompt-lookup", "draft-model"])
-def test_greedy_batch_equals_plain_generate_up_to_near_ties(target, draft, drafting):
+def test_greedy_batch_equals_plain_generate_up_to_near_ties(target, draft, drafting, layout):
     engine = make_engine(target, draft if drafting == "draft-model" else None)
     prompt_list = prompts(6)
     states = start_all(engine, prompt_list, do_sample=False)
-    rounds, finished_at = run_batched(engine, states)
+    rounds, finished_at = run_batched(engine, states, layout=layout)
     expected = [ref.plain_greedy(target, p, max_new_tokens=b) for p, b in zip(prompt_list, budgets(6))]
     diverged = check_near_ties(target, prompt_list, states, expected)
     # the tiny model has no near-ties on these prompts: the batch reproduces generate exactly
@@ -215,6 +217,11 @@ def test_bad_batches_are_refused(target):
         batcher.step([state])
 
 
+def test_unknown_layout_is_refused(target):
+    with pytest.raises(ValueError, match="layout"):
+        BatchedRound(make_engine(target), "ragged")
+
+
 def test_sliding_window_models_are_refused():
     from transformers import MistralConfig, MistralForCausalLM
 
@@ -225,7 +232,8 @@ def test_sliding_window_models_are_refused():
         BatchedRound(engine)
 
 
-def test_each_row_of_the_padded_forward_sees_only_its_own_tokens():
+@pytest.mark.parametrize("layout", ["packed", "padded"])
+def test_each_row_of_the_batched_forward_sees_only_its_own_tokens(layout):
     """Batched verify logits equal each request's batch-1 logits up to fp rounding.
 
     An unscaled random Llama (no x20 embeddings: attention is spread out, so a visible pad key or
@@ -233,7 +241,7 @@ def test_each_row_of_the_padded_forward_sees_only_its_own_tokens():
     """
     from transformers import LlamaForCausalLM
 
-    from hf_laps.batch_kv import gather
+    from hf_laps.batch_kv import LAYOUTS
     from hf_laps.compat import cache_kwarg
     from tests.tiny_models import tiny_config
 
@@ -245,15 +253,14 @@ def test_each_row_of_the_padded_forward_sees_only_its_own_tokens():
         engine.step(state)
     feeds = [torch.cat([s.input_ids[0, s.kv_len:], torch.tensor(p[: i % 4], dtype=torch.long)]) for i, (s, p)
              in enumerate(zip(states, prompts(5)))]
-    padded = gather(model, [s.target_cache for s in states], feeds, pad_token_id=0)
-    assert padded.attention_mask is not None
+    batch = LAYOUTS[layout](model, [s.target_cache for s in states], feeds, 0)
+    assert batch.attention_mask is not None
     key = cache_kwarg(model)
     with torch.no_grad():
-        batched = model(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
-                        position_ids=padded.position_ids, **{key: padded.cache}).logits
+        batched = model(**batch.forward_kwargs(), **{key: batch.cache}).logits
         for row, (state, feed) in enumerate(zip(states, feeds)):
             alone = model(input_ids=feed.unsqueeze(0), **{key: state.target_cache}).logits[0]
-            assert torch.allclose(padded.logits_rows(batched, row, feed.shape[0]), alone, atol=1e-5, rtol=1e-4)
+            assert torch.allclose(batch.logits_rows(batched, row, feed.shape[0]), alone, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.slow
