@@ -8,7 +8,8 @@ request finishing when its chunk does. Sides are interleaved per B (ours, HF, HF
 drift on a shared machine hits both alike; the table shows medians over repeats.
 
 Also reported: the share of our batched rounds spent copying KV caches into and out of the
-padded batch layout (gather + scatter, `hf_laps.batch_kv`).
+batch layout (gather + scatter, `hf_laps.batch_kv`), and the share of the run spent in the
+batch-1 prefills of new requests (transformers prefills each chunk in one forward).
 
     python -m hf_laps.bench.batched                          # embedded SmolLM2-135M, CPU
     python -m hf_laps.bench.batched --sizes 1,4 --repeats 1 --max-new-tokens 32
@@ -51,15 +52,17 @@ def load_embedded(device: str, dtype: str):
 
 
 class CopyMeter:
-    """Sums the timings of every batched round an executor runs (gather + scatter = KV copies)."""
+    """Sums the timings of every batched round an executor runs (gather + scatter = KV copies;
+    prefill = the batch-1 first rounds of new requests)."""
 
     def __init__(self, executor: BatchEngineExecutor) -> None:
-        self.copy = self.total = 0.0
+        self.copy = self.total = self.prefill = 0.0
         step = executor.batched.step
 
         def measured(states):
             outcome = step(states)
             self.copy += outcome.timings.gather_seconds + outcome.timings.scatter_seconds
+            self.prefill += outcome.timings.prefill_seconds
             self.total += outcome.seconds - outcome.timings.prefill_seconds
             return outcome
 
@@ -79,6 +82,7 @@ def run_ours(engine, prompts, size: int, max_new_tokens: int, layout: str = "pac
     latencies = [c.record.finish - c.record.arrival for c in completions]
     out = {"wall": wall, "tokens": tokens, "latency": statistics.mean(latencies)}
     out["copy_share"] = meter.copy / meter.total if meter and meter.total else 0.0
+    out["prefill_share"] = meter.prefill / wall if meter else 0.0
     return out
 
 
@@ -131,8 +135,8 @@ def main(argv=None) -> None:
                 else:
                     hf.append(run_hf(model, tokenizer, prompts, size, args.max_new_tokens))
         rows[size] = (ours, hf)
-    print("| B | ours tok/s | ours mean latency s | HF batched generate tok/s | HF mean latency s | ours / HF tok/s | ours tok/s / ours at B=1 | KV copy share |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| B | ours tok/s | ours mean latency s | HF batched generate tok/s | HF mean latency s | ours / HF tok/s | ours tok/s / ours at B=1 | KV copy share | batch-1 prefill share |")
+    print("|---|---|---|---|---|---|---|---|---|")
     base = None
     for size, (ours, hf) in rows.items():
         ours_tps = statistics.median(r["tokens"] / r["wall"] for r in ours)
@@ -140,7 +144,8 @@ def main(argv=None) -> None:
         base = base if base is not None else ours_tps
         print(f"| {size} | {ours_tps:.1f} | {statistics.median(r['latency'] for r in ours):.2f} | {hf_tps:.1f} | "
               f"{statistics.median(r['latency'] for r in hf):.2f} | {ours_tps / hf_tps:.2f} | {ours_tps / base:.2f} | "
-              f"{statistics.median(r['copy_share'] for r in ours):.1%} |")
+              f"{statistics.median(r['copy_share'] for r in ours):.1%} | "
+              f"{statistics.median(r['prefill_share'] for r in ours):.1%} |")
 
 
 if __name__ == "__main__":
