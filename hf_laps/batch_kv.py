@@ -86,8 +86,12 @@ class PaddedBatch:
 
 
 def gather_padded(model: PreTrainedModel, caches: list[DynamicCache], feeds: list[torch.Tensor],
-                  pad_token_id: int) -> PaddedBatch:
-    """Lay `caches` (each [1, H, c_i, D] per layer) and `feeds` ([f_i] ids) out as one batch."""
+                  pad_token_id: int, keeps: list[int] | None = None) -> PaddedBatch:
+    """Lay `caches` (each [1, H, c_i, D] per layer) and `feeds` ([f_i] ids) out as one batch.
+
+    `keeps` is accepted for the common signature; every row's logits are computed (rows share
+    positions, so a per-row cut would not save the lm_head anything).
+    """
     cached = [cache_length(cache) for cache in caches]
     fed = [int(feed.shape[0]) for feed in feeds]
     past, width = max(cached), max(fed)
@@ -137,33 +141,48 @@ class PackedBatch:
     cache: DynamicCache              # 1 row of sum c tokens
     cached: list[int]
     fed: list[int]
+    kept: list[int]                  # logits computed per row: its last kept[i] positions
+    keep_index: torch.Tensor         # [sum kept] their positions in the packed sequence
 
     def forward_kwargs(self) -> dict:
+        # the lm_head runs only where a row needs scores (a prefilling prompt needs m + 1 of them)
         return {"input_ids": self.input_ids, "position_ids": self.position_ids,
-                "attention_mask": self.attention_mask}
+                "attention_mask": self.attention_mask, "logits_to_keep": self.keep_index}
 
     def _feed_start(self, row: int) -> int:
         return sum(self.fed[:row])
 
     def logits_rows(self, logits: torch.Tensor, row: int, keep: int) -> torch.Tensor:
-        """The last `keep` logits of row `row`'s feed (logits: [1, sum f, V])."""
-        end = self._feed_start(row) + self.fed[row]
+        """The last `keep` logits of row `row`'s feed (logits: [1, sum kept, V])."""
+        if keep > self.kept[row]:
+            raise ValueError(f"row {row} kept {self.kept[row]} logits, {keep} asked")
+        end = sum(self.kept[: row + 1])
         return logits[0, end - keep : end]
 
     def scatter(self, caches: list[DynamicCache]) -> None:
-        """Append each row's f_i new K/V (its slice after the sum c cached ones) to its own cache."""
+        """Append each row's f_i new K/V (its slice after the sum c cached ones) to its own cache
+        (a new request's empty cache is initialised with them)."""
         base = sum(self.cached)
         for index, layer in enumerate(cache_layers(self.cache)):
             for row, cache in enumerate(caches):
                 start = base + self._feed_start(row)
-                _append(cache_layers(cache)[index], layer, 0, start, start + self.fed[row])
+                own = cache_layers(cache)[index]
+                if not own.is_initialized:
+                    own.lazy_initialization(layer.keys, layer.values)
+                _append(own, layer, 0, start, start + self.fed[row])
 
 
 def gather_packed(model: PreTrainedModel, caches: list[DynamicCache], feeds: list[torch.Tensor],
-                  pad_token_id: int | None = None) -> PackedBatch:
-    """Lay `caches` and `feeds` out as one sequence (`pad_token_id` is unused: nothing is padded)."""
+                  pad_token_id: int | None = None, keeps: list[int] | None = None) -> PackedBatch:
+    """Lay `caches` and `feeds` out as one sequence (`pad_token_id` is unused: nothing is padded).
+
+    `keeps[i]`: how many of row i's last positions need logits (default: all of its feed).
+    """
     cached = [cache_length(cache) for cache in caches]
     fed = [int(feed.shape[0]) for feed in feeds]
+    kept = list(fed) if keeps is None else [min(k, f) for k, f in zip(keeps, fed)]
+    ends = torch.tensor(fed).cumsum(0).tolist()
+    keep_index = torch.cat([torch.arange(end - k, end) for end, k in zip(ends, kept)]).to(feeds[0].device)
     device = feeds[0].device
     total_cached, total_fed = sum(cached), sum(fed)
     positions = torch.cat([torch.arange(c, c + f, device=device) for c, f in zip(cached, fed)])
@@ -182,15 +201,19 @@ def gather_packed(model: PreTrainedModel, caches: list[DynamicCache], feeds: lis
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     batch_cache = new_cache(model)
+    # rows with nothing cached (new requests: their prefill joins the batch) add no keys
+    holding = [c for c, length in zip(caches, cached) if length > 0]
     for index, layer in enumerate(cache_layers(batch_cache)):
-        keys = torch.cat([cache_layers(c)[index].keys for c in caches], dim=-2)
-        values = torch.cat([cache_layers(c)[index].values for c in caches], dim=-2)
+        if not holding:
+            break  # every row is new: the forward initialises the batch cache itself
+        keys = torch.cat([cache_layers(c)[index].keys for c in holding], dim=-2)
+        values = torch.cat([cache_layers(c)[index].values for c in holding], dim=-2)
         layer.lazy_initialization(keys, values)
         layer.keys, layer.values = keys, values
     # one row is the batch-1 forward exactly: plain causal attention, no mask needed
     return PackedBatch(input_ids=torch.cat(feeds).unsqueeze(0), position_ids=positions.unsqueeze(0),
                        attention_mask=mask[None, None] if len(feeds) > 1 else None, cache=batch_cache,
-                       cached=cached, fed=fed)
+                       cached=cached, fed=fed, kept=kept, keep_index=keep_index)
 
 
 LAYOUTS = {"packed": gather_packed, "padded": gather_padded}

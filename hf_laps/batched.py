@@ -12,9 +12,10 @@ engine's own phases, so the B = 1 round is the batch-1 round:
   3. per request: its logits processors, greedy / sampled acceptance with its own generator,
      the cut at budget / EOS / stop, the commit and rollback, its metrics and schedule.
 
-A request that has never run (no cache yet) runs its first round, which prefills its prompt,
-alone through `engine.step` before the batched part: prompts are long and ragged, and a batch-1
-prefill keeps them out of the batch layout. After `step` every state is again a plain
+A request that has never run (no cache yet) prefills its prompt in its first round. In the
+packed layout its prompt joins the batch (a row costs only its own tokens); in the padded layout
+one long prompt would pad every row to its length, so new requests run their first round alone
+through `engine.step` before the batched part. After `step` every state is again a plain
 `GenerationState` with its own caches: it may leave the batch, be parked, saved, and come back.
 
 Under greedy decoding a row's logits differ from the batch-1 ones only by fp rounding (another
@@ -30,7 +31,7 @@ from typing import Sequence
 import torch
 
 from hf_laps.batch_kv import LAYOUTS, supports_batching
-from hf_laps.compat import crop_to
+from hf_laps.compat import crop_to, new_cache
 from hf_laps.engine import SpeculativeEngine
 from hf_laps.state import GenerationState, RoundResult
 
@@ -87,6 +88,9 @@ class BatchedRound:
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
         self.gather = LAYOUTS[layout]
+        # packed rows cost their own tokens only, so a new request's prompt joins the batch;
+        # padded, one long prompt would pad every row to its length: prefill alone instead
+        self.batch_prefill = layout == "packed"
         if not supports_batching(engine.model):
             raise ValueError(f"batched rounds need full-attention cache layers; "
                              f"{type(engine.model).__name__} has others (use max_batch_size=1)")
@@ -112,7 +116,7 @@ class BatchedRound:
         results: dict[str, RoundResult] = {}
         errors: dict[str, Exception] = {}
         for state in states:
-            if not state.started:
+            if not state.started and not self.batch_prefill:
                 try:
                     results[state.request_id] = self.engine.step(state)
                 except Exception as exc:
@@ -132,21 +136,26 @@ class BatchedRound:
         engine = self.engine
         clock = engine._sync_clock
         cached = [s.kv_len for s in states]
+        prefilling = [not s.started for s in states]
+        for state in states:
+            if state.target_cache is None:
+                state.target_cache = new_cache(engine.model)
         t0 = clock()
         try:
             proposals = [engine.propose(state) for state in states]
             t1 = clock()
             feeds = [torch.cat([s.input_ids[0, c:], candidates]) for s, c, (candidates, _) in zip(states, cached, proposals)]
             caches = [s.target_cache for s in states]
-            batch = self.gather(engine.model, caches, feeds, self.pad_token_id)
+            keeps = [int(candidates.shape[0]) + 1 for candidates, _ in proposals]
+            batch = self.gather(engine.model, caches, feeds, self.pad_token_id, keeps)
             t2 = clock()
             out = engine.model(**batch.forward_kwargs(), **{engine._cache_kw: batch.cache}, use_cache=True)
             t3 = clock()
             batch.scatter(caches)
             t4 = clock()
         except Exception:
-            for state, length in zip(states, cached):
-                self._restore(state, length)
+            for state, length, new in zip(states, cached, prefilling):
+                self._restore(state, length, new)
             raise
         settled = {}
         for row, (state, (candidates, draft_probs)) in enumerate(zip(states, proposals)):
@@ -156,19 +165,22 @@ class BatchedRound:
                 scores = engine.process_scores(state, candidates, logits)
                 settled[state.request_id] = engine.settle(state, candidates, draft_probs, scores)
             except Exception as exc:
-                self._restore(state, cached[row])
+                self._restore(state, cached[row], prefilling[row])
                 errors[state.request_id] = exc
         t5 = clock()
-        for state, (candidates, _) in zip(states, proposals):
+        for state, (candidates, _), new in zip(states, proposals, prefilling):
             if state.request_id in settled:
                 tokens, reason = settled[state.request_id]
                 results[state.request_id] = engine.record_round(
-                    state, candidates, tokens, reason, prefill=False, draft_seconds=t1 - t0, verify_seconds=t5 - t1)
+                    state, candidates, tokens, reason, prefill=new, draft_seconds=t1 - t0, verify_seconds=t5 - t1)
         return BatchTimings(prefill_seconds=prefill_seconds, draft_seconds=t1 - t0, gather_seconds=t2 - t1,
                             forward_seconds=t3 - t2, scatter_seconds=t4 - t3, settle_seconds=t5 - t4)
 
-    def _restore(self, state: GenerationState, cached: int) -> None:
+    def _restore(self, state: GenerationState, cached: int, new: bool) -> None:
         """Undo a round that did not commit: both caches back to what they held before it."""
+        if new:
+            state.target_cache = state.draft_cache = None
+            return
         if state.kv_len > cached:
             crop_to(state.target_cache, cached)
         self.engine.draft.rollback(state, int(state.input_ids.shape[1]) - 1)
