@@ -114,7 +114,7 @@ for _entry in (
                 summary="shortest true remaining time (needs --truth)"),
     PolicyEntry("laps-sd", lambda config, predictor: LapsSDPolicy(config, predictor), needs_predictor=True,
                 summary="the paper's LAPS-SD"),
-    PolicyEntry("gittins", lambda config, predictor: GittinsPolicy(predictor=predictor), needs_predictor=True,
+    PolicyEntry("gittins", lambda config, predictor: GittinsPolicy(config.gittins, predictor), needs_predictor=True,
                 summary="prior-informed Gittins index on calibrated predicted lengths (no probe)"),
 ):
     register_policy(_entry)
