@@ -86,8 +86,6 @@ def model_options(function):
     options = [
         click.option("--model", default=None, help="Target: hub id, local dir or .gguf file. Default: the embedded SmolLM2-135M-Instruct."),
         click.option("--assistant", default=None, help="Draft model (hub id, dir or .gguf), e.g. JackFram/llama-68m. Default: prompt lookup."),
-        click.option("--prompt-lookup", "prompt_lookup", type=click.IntRange(min=1), default=10, show_default=True, help="Draft length n of prompt-lookup drafting (used when no --assistant)."),
-        click.option("--num-assistant-tokens", type=click.IntRange(min=1), default=5, show_default=True, help="Draft length n of the --assistant model."),
         click.option("--max-new-tokens", type=click.IntRange(min=0), default=128, show_default=True, help="Default cap on generated tokens (a line's max_tokens wins)."),
         click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True, help="Default temperature (0 = greedy; a line's temperature wins)."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),

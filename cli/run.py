@@ -6,6 +6,7 @@ import sys
 import click
 
 from hf_laps.cli.options import config_from_options, dataclass_options, model_options, policy_options
+from hf_laps.engine_config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig
 
 
@@ -26,6 +27,7 @@ def quiet_progress_bars() -> None:
 @click.option("--summary", type=click.Path(dir_okay=False), default=None, help="Summary JSON. Default: <output>.summary.json")
 @policy_options
 @dataclass_options(SchedulerConfig)
+@dataclass_options(EngineConfig)
 @model_options
 @click.option("--resume", is_flag=True, help="Keep the outputs and skip custom_ids already in the results file.")
 @click.option("--ignore-arrivals", is_flag=True, help="Treat every line as arriving at time 0 (ignore arrival_time).")
@@ -48,7 +50,9 @@ def run(input_path, results, no_progress, **options):
 
     try:
         scheduler = config_from_options(SchedulerConfig, options)
-        config = JobConfig(input=input_path, results=results, progress=not no_progress, scheduler=scheduler, **options)
+        engine = config_from_options(EngineConfig, options)
+        config = JobConfig(input=input_path, results=results, progress=not no_progress, scheduler=scheduler,
+                           engine=engine, **options)
         outcome = run_job(config, on_warning=lambda text: click.echo(f"warning: {text}", err=True))
         if outcome.summary is not None:
             click.echo(format_summary_table(outcome.summary))

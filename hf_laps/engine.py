@@ -88,10 +88,9 @@ class SpeculativeEngine:
         self._cache_kw = cache_kwarg(model)
         if assistant_model is not None:
             self.draft = DraftModelBackend(assistant_model, self.config.draft_temperature)
-            self.draft_length = self.config.num_assistant_tokens
         else:
             self.draft = PromptLookupBackend(self.config.max_matching_ngram_size)
-            self.draft_length = self.config.prompt_lookup_num_tokens
+        self.draft_length = self.config.draft_length_for(self.draft.uses_model)
         self._request_counter = 0
 
     @property
@@ -183,7 +182,7 @@ class SpeculativeEngine:
             logits_processor=processors,
             stopping_criteria=criteria,
             generator=torch.Generator(device=self.device),
-            num_assistant_tokens=self.draft_length,
+            draft_length=self.draft_length,
         )
         state.runtime["vocab_size"] = self.model.config.get_text_config().vocab_size
         state.runtime["custom_stop"] = _custom_criteria(criteria)
@@ -226,7 +225,7 @@ class SpeculativeEngine:
         start_len = int(state.input_ids.shape[1])
         # never draft past the budget: the target adds one token of its own
         # (docs/design.md#eos-and-budget-cut)
-        k = min(state.num_assistant_tokens, state.max_length - start_len - 1)
+        k = min(state.draft_length, state.max_length - start_len - 1)
 
         t0 = time.perf_counter()
         candidates, draft_probs = self.draft.propose(state, k)
@@ -317,12 +316,12 @@ class SpeculativeEngine:
         self.draft.rollback(state, keep)
 
     def _update_schedule(self, state: GenerationState, drafted: int, accepted: int) -> None:
-        if self.config.num_assistant_tokens_schedule != "heuristic" or not self.draft.uses_model:
+        if self.config.draft_schedule != "heuristic" or not self.draft.uses_model:
             return
         if drafted > 0 and accepted == drafted:
-            state.num_assistant_tokens += 2
+            state.draft_length += 2
         else:
-            state.num_assistant_tokens = max(1, state.num_assistant_tokens - 1)
+            state.draft_length = max(1, state.draft_length - 1)
 
     # ---- conveniences ----------------------------------------------------------------------
     def generate(self, prompt, **generation_kwargs) -> GenerationState:
@@ -350,7 +349,8 @@ class SpeculativeEngine:
         state = self._new_state(meta["request_id"], prompt_ids, kwargs)
         state.input_ids = input_ids
         state.max_length = meta["max_length"]
-        state.num_assistant_tokens = meta["num_assistant_tokens"]
+        # "num_assistant_tokens": the key of states saved before the draft length had one name
+        state.draft_length = meta.get("draft_length", meta.get("num_assistant_tokens"))
         state.metrics = SpecMetrics.from_dict(meta["metrics"])
         state.finished, state.finish_reason, state.text = meta["finished"], meta["finish_reason"], meta["text"]
         state.generator.set_state(tensors["rng_state"])

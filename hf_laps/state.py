@@ -73,7 +73,7 @@ class GenerationState:
     logits_processor: LogitsProcessorList
     stopping_criteria: StoppingCriteriaList
     generator: torch.Generator
-    num_assistant_tokens: int  # current draft length n (the schedule's state)
+    draft_length: int  # current draft length n (the heuristic schedule moves it per request)
     target_cache: DynamicCache | None = None
     draft_cache: DynamicCache | None = None
     metrics: SpecMetrics = field(default_factory=SpecMetrics)
@@ -159,7 +159,7 @@ class GenerationState:
             "prompt_len": self.prompt_len,
             "max_length": self.max_length,
             "generation_kwargs": self.generation_kwargs,
-            "num_assistant_tokens": self.num_assistant_tokens,
+            "draft_length": self.draft_length,
             "metrics": self.metrics.to_dict(),
             "finished": self.finished,
             "finish_reason": self.finish_reason,

@@ -32,6 +32,7 @@ from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writab
 from hf_laps.jobs.stopping import graceful_stop
 from hf_laps.jobs.summary import format_summary_table, summarize
 from hf_laps.preflight import check_device, check_model_location
+from hf_laps.engine_config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig, policy_entry
 from hf_laps.scheduling.records import TimingRecord, read_timing_log
 from hf_laps.workloads import poisson_arrivals
@@ -57,8 +58,6 @@ class JobConfig:
     policy: str = "laps-sd"
     model: str | None = None  # None: the embedded default (SmolLM2-135M-Instruct)
     assistant: str | None = None  # None: prompt-lookup drafting
-    prompt_lookup: int = 10
-    num_assistant_tokens: int = 5
     max_new_tokens: int = 128
     temperature: float = 0.0
     device: str = "cpu"
@@ -74,7 +73,8 @@ class JobConfig:
     ignore_arrivals: bool = False
     arrival_rate: float | None = None  # requests/s: Poisson arrivals in input order (seeded)
     progress: bool = True
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability knobs
+    engine: EngineConfig = field(default_factory=EngineConfig)  # draft length and drafting knobs
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability / gittins knobs
     threads: int | None = None  # torch CPU threads; None: hf_laps.runtime.default_cpu_threads()
 
     def __post_init__(self) -> None:
@@ -228,7 +228,6 @@ def _previous_errors(config, skipped_ids: set[str]) -> int:
 
 
 def build_generator(config: JobConfig):
-    from hf_laps.engine import EngineConfig
     from hf_laps.generator import LapsGenerator
 
     options = {}
@@ -245,9 +244,7 @@ def build_generator(config: JobConfig):
         threads=config.threads,
         policy=config.policy,
         scheduler_config=config.scheduler,
-        engine_config=EngineConfig(
-            num_assistant_tokens=config.num_assistant_tokens, prompt_lookup_num_tokens=config.prompt_lookup
-        ),
+        engine_config=config.engine,
         predictor=config.predictor,
         predictor_options=options,
         kv_budget_bytes=config.kv_budget_bytes,
