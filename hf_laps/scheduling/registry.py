@@ -1,4 +1,4 @@
-"""The policy registry: every scheduling policy by name, with the facts callers need about it.
+"""The registry: every scheduling policy (and length predictor) by name, with the facts callers need.
 
 Adding a policy is one module (the Policy subclass) plus one registry entry: a
 `register_policy` call in the list below, or, from another package, an entry point in the group
@@ -26,7 +26,8 @@ from .laps_sd import LapsSDPolicy
 from .las import LASPolicy
 from .lp_sjf import LPSJFPolicy
 from .policy import Policy
-from .predictors import LengthPredictor, make_predictor
+from .learned import LearnedPredictor
+from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor
 from .srpt_oracle import SRPTOraclePolicy
 
 Builder = Callable[[SchedulerConfig, "LengthPredictor | None"], Policy]
@@ -48,6 +49,35 @@ class PolicyEntry:
     baseline: bool = False
     needs_truth: bool = False
     summary: str = ""
+
+
+PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned")
+
+
+def make_predictor(name: str, **kwargs) -> LengthPredictor:
+    """Build a predictor by name.
+
+    Args:
+        name: one of PREDICTOR_NAMES.
+        **kwargs: `noisy-oracle`: sigma (required), seed=0. `learned`: history (a path or list
+            of paths to timing-log JSONL files of earlier jobs, optional), hash_dim, ridge
+            (see LearnedPredictor).
+
+    Returns:
+        A fresh predictor (give each compared policy its own, so online refits do not leak).
+    """
+    if name == "oracle":
+        if kwargs:
+            raise ValueError(f"the oracle predictor takes no options, got {sorted(kwargs)}")
+        return OraclePredictor()
+    if name == "noisy-oracle":
+        if "sigma" not in kwargs:
+            raise ValueError("the noisy-oracle predictor needs sigma (log-normal error std; the "
+                             "spec fixes no default), e.g. make_predictor('noisy-oracle', sigma=0.5)")
+        return NoisyOraclePredictor(**kwargs)
+    if name == "learned":
+        return LearnedPredictor(**kwargs)
+    raise ValueError(f"unknown predictor {name!r}; choose one of {PREDICTOR_NAMES}")
 
 
 _REGISTRY: dict[str, PolicyEntry] = {}
