@@ -2,8 +2,9 @@
 
 transformers' assisted generation (`generate(assistant_model=...)`) is one monolithic loop whose
 state lives in local variables; resuming it from its returned cache is silently wrong
-(docs/design.md#no-per-round-api). The engine keeps every piece of a request's progress in a model-free
-`GenerationState`, so a scheduler can interleave, preempt and park requests between rounds.
+(docs/design.md#no-per-round-api). The engine keeps every piece of a request's progress in a
+model-free `GenerationState`, so a scheduler can interleave, preempt and park requests between
+rounds.
 
 One round (Leviathan et al.; transformers' `_assisted_decoding` body):
   1. draft m = min(n, max_length - L - 1) tokens (draft model or prompt lookup);

@@ -2,7 +2,8 @@
 
 The "existing work" LAPS-SD is compared against: a length predictor ranks requests once, at
 admission, and the chosen request runs to completion. It shares its predictor with LAPS-SD in a
-comparison (docs/design.md#length-predictor); finished requests are fed back to the predictor (`observe`).
+comparison (docs/design.md#length-predictor); finished requests are fed back to the predictor
+(`observe`).
 """
 from __future__ import annotations
 
