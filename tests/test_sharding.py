@@ -193,3 +193,21 @@ def test_resume_after_the_job_file_changed_is_refused(tmp_path):
     assert "the job file changed" in refused.stderr and "Traceback" not in refused.stderr
     single = hf_laps(job, "-o", results, "--resume")  # nor can one process resume it
     assert single.returncode == 2 and "resume it with --num-processes 2" in single.stderr
+
+
+def test_a_failed_process_is_named_and_the_other_shard_completes(tmp_path, tiny_model_dir):
+    job = tmp_path / "job.jsonl"
+    write_job(job, n=6, bad_lines=False, budget=4)
+    results = tmp_path / "results.jsonl"
+    blocked = Path(ShardSpec(1, 2).results_path(str(results)))
+    blocked.mkdir()  # shard 1 cannot open its results file: exit 4 (output error)
+    base = (job, "--model", tiny_model_dir, "--no-progress", "-o", results, "--num-processes", 2)
+    failed = hf_laps(*base)
+    assert failed.returncode == 4
+    assert "shard 1 of 2" in failed.stderr and "is a directory" in failed.stderr
+    assert len(Path(ShardSpec(0, 2).results_path(str(results))).read_text().splitlines()) == 3  # intact
+    assert not results.exists()
+    blocked.rmdir()
+    resumed = hf_laps(*base, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "3 succeeded, 0 failed, 3 already done" in resumed.stdout and len(records(results)) == 6
