@@ -28,6 +28,7 @@ from typing import Callable
 from hf_laps.jobs.records import error_record, line_error_record, record_key, success_record
 from hf_laps.jobs.requests import JobRequest, LineError, parse_line, read_requests
 from hf_laps.jobs.notices import input_warnings
+from hf_laps.jobs.shard import ShardSpec
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writable
 from hf_laps.jobs.stopping import graceful_stop
 from hf_laps.jobs.summary import format_summary_table, summarize
@@ -76,6 +77,7 @@ class JobConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)  # draft length and drafting knobs
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability / gittins knobs
     threads: int | None = None  # torch CPU threads; None: hf_laps.runtime.default_cpu_threads()
+    shard: ShardSpec | None = None  # one process of a sharded run: only its requests (jobs/sharded.py)
 
     def __post_init__(self) -> None:
         stem = str(Path(self.results).with_suffix(""))
@@ -139,6 +141,8 @@ def run_job(config: JobConfig, generator=None, on_warning: Callable[[str], None]
         requests, line_errors = load_requests(config.input)
     except (OSError, ValueError) as exc:
         return JobOutcome(EXIT_USAGE, message=f"cannot read {config.input}: {exc}")
+    if config.shard is not None:
+        requests, line_errors = config.shard.select(requests, line_errors, config.max_new_tokens)
     warnings = input_warnings(config.input, requests, line_errors)
     for warning in warnings if on_warning is not None else ():
         on_warning(warning)
