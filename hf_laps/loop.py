@@ -335,7 +335,8 @@ class ServingLoop:
         request_id = sub.request_id
         final = self.policy.explain(request_id) if live.rounds else {}
         return TimingRecord(
-            custom_id=request_id, arrival=sub.arrival, start=live.start, first_token=live.first_token,
+            custom_id=request_id, arrival=sub.arrival, admitted=live.admitted, start=live.start,
+            first_token=live.first_token,
             finish=self.now(), prompt_tokens=finished.prompt_tokens, output_tokens=finished.output_tokens,
             max_new_tokens=finished.max_new_tokens, finish_reason=finished.finish_reason,
             rounds=tuple(live.rounds), preemptions=live.preemptions, switch_seconds=live.switch_seconds,

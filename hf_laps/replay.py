@@ -17,6 +17,7 @@ model says how many seconds each step takes:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence, Union
 
@@ -280,6 +281,10 @@ class SimulationResult:
         return out
 
 
+def _admitted_or_inf(trace: Trace) -> float:
+    return trace.admitted if trace.admitted is not None else math.inf
+
+
 def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchCost = 0.0, *,
              config: SchedulerConfig | None = None, predictor: LengthPredictor | None = None,
              cost: CostModel | None = None, kv_budget_bytes: int | None = None,
@@ -312,8 +317,12 @@ def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchC
     schedule: list[str] = []
     loop = ServingLoop(TraceReplayer(traces, cost), policy, clock=VirtualClock(),
                        kv_budget_bytes=kv_budget_bytes, on_round=lambda report: schedule.append(report.request_id))
-    # the same ids as the recording, in input order: the loop sorts by arrival itself (stable)
-    submissions = [Submission(t.custom_id, t.prompt, arrival=t.arrival, prompt_text=t.prompt) for t in traces]
+    # admission order = the recording's (a log lists requests in the order they FINISHED, and
+    # policies break ties in arrival by admission order); logs without admission times keep
+    # the input order
+    order = sorted(range(len(traces)), key=lambda i: (traces[i].arrival, _admitted_or_inf(traces[i]), i))
+    submissions = [Submission(traces[i].custom_id, traces[i].prompt, arrival=traces[i].arrival,
+                              prompt_text=traces[i].prompt) for i in order]
     records = {c.submission.request_id: c.record for c in loop.run(submissions)}
     ordered = [records[t.custom_id] for t in traces]
     events = sorted((e for r in ordered for e in r.policy_events), key=lambda e: e.get("time", 0.0)) \
