@@ -53,7 +53,7 @@ def bench(input_path, policies, repeats, json_path, plot_path, out_dir, record, 
         write_json(result, json_path)
         click.echo(f"json: {json_path}")
     if plot_path:
-        from hf_laps.cli.report import plot_cdfs
+        from hf_laps.cli.plots import plot_cdfs
 
         curves = {f"{name} (real)": row["latencies"] for name, row in result["real"].items()}
         curves |= {f"{name} (replay)": row["latencies"] for name, row in result["replay"].items()}
