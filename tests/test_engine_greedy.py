@@ -7,6 +7,7 @@ whatever the interleaving, offloading or checkpointing between rounds; and the p
 """
 from __future__ import annotations
 
+import json
 import pytest
 
 from hf_laps import EngineConfig, SpeculativeEngine
@@ -166,7 +167,9 @@ def test_state_file_is_not_a_pickle(target, draft, tmp_path):
     engine.step(state)
     path = tmp_path / "s.safetensors"
     state.save(path)
-    assert not path.read_bytes().startswith(b"\x80")  # pickle protocol header
+    data = path.read_bytes()
+    header = int.from_bytes(data[:8], "little")     # safetensors: u64 header length, then JSON
+    assert data[8:9] == b"{" and json.loads(data[8:8 + header])["__metadata__"]["hf_laps_state"]
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x80\x04not a state")
     with pytest.raises(ValueError, match="not a hf-laps state file"):
