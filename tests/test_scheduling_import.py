@@ -28,4 +28,4 @@ def test_public_api():
                  "simulate", "SimulationResult", "load_traces", "synthetic_traces", "mape"):
         assert hasattr(scheduling, name), name
     assert scheduling.POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd")
-    assert scheduling.PREDICTOR_NAMES == ("oracle", "noisy-oracle", "learned")
+    assert scheduling.PREDICTOR_NAMES == ("oracle", "noisy-oracle", "learned", "hidden")

@@ -6,7 +6,9 @@
 
 `oracle` and `noisy-oracle` read RequestSpec.true_output_tokens and exist for studies;
 `learned` (learned.py) is the one a user runs: ridge regression on prompt features, fitted on
-the timing logs of earlier jobs and refit as the current job's requests finish.
+the timing logs of earlier jobs and refit as the current job's requests finish. `hidden`
+(hidden_predictor.py) adds the target's own prefill hidden state and cheap request features, and
+gives quantiles as well as a point estimate.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Sequence
 
 from .types import RequestSpec
 
-PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned")
+PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned", "hidden")
 
 
 class LengthPredictor(ABC):
@@ -95,7 +97,8 @@ def make_predictor(name: str, **kwargs) -> LengthPredictor:
         name: one of PREDICTOR_NAMES.
         **kwargs: `noisy-oracle`: sigma (required), seed=0. `learned`: history (a path or list
             of paths to timing-log JSONL files of earlier jobs, optional), hash_dim, ridge
-            (see LearnedPredictor).
+            (see LearnedPredictor). `hidden`: history, features_model, ridge, min_full,
+            min_residuals (see HiddenStatePredictor).
 
     Returns:
         A fresh predictor (give each compared policy its own, so online refits do not leak).
@@ -112,6 +115,9 @@ def make_predictor(name: str, **kwargs) -> LengthPredictor:
     if name == "learned":
         from .learned import LearnedPredictor
         return LearnedPredictor(**kwargs)
+    if name == "hidden":
+        from .hidden_predictor import HiddenStatePredictor
+        return HiddenStatePredictor(**kwargs)
     raise ValueError(f"unknown predictor {name!r}; choose one of {PREDICTOR_NAMES}")
 
 
