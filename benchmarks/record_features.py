@@ -13,7 +13,9 @@ history are concerned. With `--layers PATH` it also writes, per request, the pro
 last-prompt-token state of EVERY layer (embedding output, each decoder layer; the last is the
 LM head's input), from one extra forward with output_hidden_states=True: the layer study that
 chose hf_laps.features.DEFAULT_LAYER_FRACTION. Lines already in the output are skipped, so an
-interrupted run resumes.
+interrupted run resumes. With `--prefill-only` nothing is generated: each job line carries
+"reference_tokens" (a dataset reply's length, the serving-benchmark convention) and only the
+prefill runs, for a large, cheap study of how well the features predict someone else's length.
 
     OMP_NUM_THREADS=1 python benchmarks/record_features.py benchmarks/data/natural.jsonl \\
         benchmarks/data/natural.features.jsonl --layers benchmarks/data/natural.layers.jsonl
@@ -31,6 +33,8 @@ from hf_laps.features import projection_matrix
 from hf_laps.models import embedded_source, load_causal_lm, load_tokenizer
 from hf_laps.scheduling.feature_codec import encode_features
 
+HIDDEN_CAP = 4096   # --prefill-only: the cap every request shows the predictor (carries nothing)
+
 
 def done_ids(path: Path) -> set[str]:
     if not path.exists():
@@ -45,7 +49,9 @@ def prompt_text(line: dict, tokenizer) -> str:
     return line["prompt"]
 
 
-def record(engine: SpeculativeEngine, line: dict) -> dict:
+def record(engine: SpeculativeEngine, line: dict, prefill_only: bool = False) -> dict:
+    if prefill_only:
+        return record_prefill(engine, line)
     text = prompt_text(line, engine.tokenizer)
     kwargs = {"max_new_tokens": int(line["max_tokens"]), "do_sample": False}
     if line.get("stop"):
@@ -64,6 +70,20 @@ def record(engine: SpeculativeEngine, line: dict) -> dict:
         "features": encode_features(state.features, state.features_model)
         if state.features is not None else None,
         "rounds": rounds,
+    }
+
+
+def record_prefill(engine: SpeculativeEngine, line: dict) -> dict:
+    """Features of one prefill round; the true length is the line's reference reply length
+    ("reference_tokens"), the cap the scheduler would see is hidden (a constant)."""
+    text = prompt_text(line, engine.tokenizer)
+    state = engine.start(text, request_id=line["custom_id"], max_new_tokens=1, do_sample=False)
+    engine.step(state)
+    return {
+        "custom_id": line["custom_id"], "arrival": 0.0, "prompt_tokens": state.prompt_len,
+        "max_new_tokens": HIDDEN_CAP, "output_tokens": int(line["reference_tokens"]),
+        "has_stop": bool(line.get("stop")), "is_chat": bool(line.get("messages")), "prompt": text,
+        "features": encode_features(state.features, state.features_model),
     }
 
 
@@ -88,6 +108,8 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--layers", type=Path, default=None, help="also write every layer's projection")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--prefill-only", action="store_true",
+                        help="no generation: the true length is each line's reference_tokens")
     parser.add_argument("--shard", default="0/1", help="i/n: only lines i, i+n, ... (parallel runs)")
     args = parser.parse_args()
     source = embedded_source()
@@ -99,7 +121,7 @@ def main() -> None:
     for number, line in enumerate(lines, 1):
         if line["custom_id"] in skip or (number - 1) % shards != shard:
             continue
-        result = record(engine, line)
+        result = record(engine, line, args.prefill_only)
         with open(args.out, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(result, ensure_ascii=False) + "\n")
         if args.layers is not None:
@@ -107,7 +129,7 @@ def main() -> None:
             with open(args.layers, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"custom_id": line["custom_id"], "layers": layers}) + "\n")
         print(f"{number}/{len(lines)} {line['custom_id']}: {result['output_tokens']} tokens "
-              f"({result['finish_reason']})", flush=True)
+              f"({result.get('finish_reason', 'reference')})", flush=True)
 
 
 if __name__ == "__main__":

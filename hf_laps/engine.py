@@ -33,7 +33,7 @@ from hf_laps import acceptance
 from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
 from hf_laps.drafting import DraftModelBackend, PromptLookupBackend
 from hf_laps.engine_config import EngineConfig
-from hf_laps.features import FeatureConfig, PrefillFeatures
+from hf_laps.features import FeatureConfig, make_prefill_features
 from hf_laps.metrics import SpecMetrics
 from hf_laps.state import GenerationState, RoundResult, read_state_file, restore_cache
 
@@ -76,8 +76,7 @@ class SpeculativeEngine:
             self.draft = PromptLookupBackend(self.config.prompt_lookup_num_tokens, self.config.max_matching_ngram_size)
             self.draft_length = self.config.prompt_lookup_num_tokens
         self._request_counter = 0
-        config_of = features if isinstance(features, FeatureConfig) else None
-        self.features = PrefillFeatures(model, config_of) if features else None
+        self.features = make_prefill_features(model, features)
 
     @property
     def device(self) -> torch.device:

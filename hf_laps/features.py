@@ -30,6 +30,7 @@ mixed into a predictor trained on these.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -89,6 +90,8 @@ class PrefillFeatures:
         self.layer = layer % depth
         self.middle = layers[self.layer]
         self.head = model.get_output_embeddings()
+        if self.head is None:
+            raise ValueError(f"{type(model).__name__} has no output embeddings (LM head)")
         hidden = model.config.get_text_config().hidden_size
         self.projection = projection_matrix(hidden, self.config.dim, self.config.seed)
         self.fingerprint = (
@@ -122,6 +125,20 @@ class PrefillFeatures:
         rows = rows / rows.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
         projection = self.projection.to(rows.device)
         return (rows @ projection).reshape(-1).tolist()
+
+
+def make_prefill_features(model: torch.nn.Module, option: FeatureConfig | bool) -> PrefillFeatures | None:
+    """The engine's features: None when off; with the default (True) a model whose layers are
+    not recognised gets a warning and no features rather than no engine."""
+    if option is False:
+        return None
+    if isinstance(option, FeatureConfig):
+        return PrefillFeatures(model, option)
+    try:
+        return PrefillFeatures(model)
+    except ValueError as exc:
+        warnings.warn(f"no length-prediction features for this model: {exc}", stacklevel=3)
+        return None
 
 
 def projection_matrix(hidden: int, dim: int, seed: int) -> torch.Tensor:

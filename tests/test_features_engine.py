@@ -79,3 +79,16 @@ def test_features_survive_a_state_file(target, tmp_path):
     state.save(tmp_path / "s.safetensors")
     loaded = engine.load_state(tmp_path / "s.safetensors")
     assert loaded.features == state.features and loaded.features_model == state.features_model
+
+
+def test_a_model_without_recognisable_layers_still_gets_an_engine(target):
+    """The default features are optional: an unknown architecture warns and runs without them."""
+    import copy
+
+    odd = copy.deepcopy(target)
+    odd.config.num_hidden_layers = 99          # no ModuleList of that length
+    with pytest.warns(UserWarning, match="no length-prediction features"):
+        engine = SpeculativeEngine(odd)
+    assert engine.features is None
+    with pytest.raises(ValueError, match="decoder layers"):
+        SpeculativeEngine(odd, features=FeatureConfig())
