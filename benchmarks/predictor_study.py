@@ -9,7 +9,8 @@ and cut into k folds; each predictor is trained on k-1 folds (in file order, as 
 would) and predicts the held-out fold without learning from it. Reported over all held-out
 predictions pooled: Spearman rank correlation with the true length, MAPE (%) and the median
 |log(predicted / true)|. With --layers it also scores the hidden predictor on every single
-layer and on each layer + the final one (the study behind hf_laps.features' layer choice).
+layer and on each layer + the final one (the study behind hf_laps.features' layer choice). When ids
+carry a part prefix ("qa-", "code-", ...) it also gives the Spearman within each part.
 """
 from __future__ import annotations
 
@@ -70,8 +71,9 @@ def spearman(a: list[float], b: list[float]) -> float:
     return cov / var if var else math.nan
 
 
-def cross_validate(examples, make, folds: int, seed: int) -> tuple[list[float], list[float]]:
-    """(predictions, truths) over every held-out request."""
+def cross_validate(examples, make, folds: int, seed: int, part: str | None = None
+                   ) -> tuple[list[float], list[float]]:
+    """(predictions, truths) over every held-out request (whose id starts with `part`, if set)."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     predictions, truths = [], []
@@ -81,6 +83,8 @@ def cross_validate(examples, make, folds: int, seed: int) -> tuple[list[float], 
         predictor.fit(e for i, e in enumerate(examples) if i not in test)
         for i in sorted(test):
             spec, truth = examples[i]
+            if part is not None and not spec.request_id.startswith(part + "-"):
+                continue
             predictions.append(predictor.predict(spec))
             truths.append(float(truth))
     return predictions, truths
@@ -117,6 +121,14 @@ def main() -> None:
     print("| predictor | Spearman | MAPE | median abs log error |\n|---|---|---|---|")
     for label, make, data in rows:
         print(f"| {label} | {scores(*cross_validate(data, make, args.folds, args.seed))} |")
+    parts = sorted({spec.request_id.split("-")[0] for spec, _ in examples})
+    if len(parts) > 1:
+        print(f"\nSpearman within each part (same held-out predictions):\n")
+        print("| predictor | " + " | ".join(parts) + " |")
+        print("|---" * (len(parts) + 1) + "|")
+        for label, make, data in rows:
+            cells = [spearman(*cross_validate(data, make, args.folds, args.seed, part)) for part in parts]
+            print(f"| {label} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     if args.layers is None:
         return
     table = load_layers(args.layers)
