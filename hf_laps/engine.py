@@ -34,6 +34,7 @@ from hf_laps import acceptance
 from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
 from hf_laps.drafting import DraftModelBackend, PromptLookupBackend
 from hf_laps.engine_config import EngineConfig
+from hf_laps.features import FeatureConfig, make_prefill_features
 from hf_laps.metrics import SpecMetrics
 from hf_laps.state import GenerationState, RoundResult, read_state_file, restore_cache
 
@@ -74,6 +75,8 @@ class SpeculativeEngine:
         tokenizer: needed for text prompts, stop strings and `state.text`.
         assistant_model: a draft model sharing the target's tokenizer; None = prompt lookup.
         config: the round's knobs.
+        features: length-prediction features taken at prefill (hf_laps.features): a
+            FeatureConfig, True for the default one, False for none.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class SpeculativeEngine:
         tokenizer=None,
         assistant_model: PreTrainedModel | None = None,
         config: EngineConfig | None = None,
+        features: FeatureConfig | bool = True,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -93,6 +97,7 @@ class SpeculativeEngine:
             self.draft = PromptLookupBackend(self.config.max_matching_ngram_size)
         self.draft_length = self.config.draft_length_for(self.draft.uses_model)
         self._request_counter = 0
+        self.features = make_prefill_features(model, features)
 
     @property
     def device(self) -> torch.device:
@@ -231,7 +236,13 @@ class SpeculativeEngine:
         t0 = time.perf_counter()
         candidates, draft_probs = self.draft.propose(state, k)
         t1 = self._sync_clock()
-        scores = self._verify(state, candidates)
+        if prefill and self.features is not None:
+            feed_len = start_len + int(candidates.shape[0])  # the prefill feeds everything
+            with self.features.capture(start_len - 1, feed_len) as captured:
+                scores = self._verify(state, candidates)
+            state.features, state.features_model = self.features.vector(captured), self.features.fingerprint
+        else:
+            scores = self._verify(state, candidates)
         n, tokens = self._accept(state, candidates, draft_probs, scores)
         tokens, reason = self._cut(state, tokens)
         self._commit(state, tokens)
@@ -254,6 +265,7 @@ class SpeculativeEngine:
             verify_seconds=t2 - t1,
             prefill=prefill,
             kv_len=state.kv_len,
+            features=tuple(state.features) if prefill and state.features is not None else None,
         )
 
     def _sync_clock(self) -> float:
@@ -354,6 +366,7 @@ class SpeculativeEngine:
         state.draft_length = meta.get("draft_length", meta.get("num_assistant_tokens"))
         state.metrics = SpecMetrics.from_dict(meta["metrics"])
         state.finished, state.finish_reason, state.text = meta["finished"], meta["finish_reason"], meta["text"]
+        state.features, state.features_model = meta.get("features"), meta.get("features_model")
         state.generator.set_state(tensors["rng_state"])
         for which, scalars in meta["caches"].items():
             model = self.model if which == "target" else self.draft.model

@@ -48,6 +48,7 @@ class Submission:
     prompt_text: str | None = None
     true_output_tokens: int | None = None
     true_service_seconds: float | None = None
+    is_chat: bool = False      # the prompt came from chat messages (a length-predictor feature)
 
     @property
     def text(self) -> str | None:

@@ -24,7 +24,8 @@ from typing import Callable, Protocol, Sequence, Union
 from hf_laps.loop import Finished, ServingLoop, Started, Submission, VirtualClock
 from hf_laps.scheduling import (LengthPredictor, Policy, RoundReport, SchedulerConfig, Trace,
                                 make_policy)
-from hf_laps.scheduling.records import RoundRecord, TimingRecord
+from hf_laps.scheduling.feature_codec import decode_features
+from hf_laps.scheduling.records import TimingRecord
 from hf_laps.stats import latency_summary, mean
 
 SwitchCost = Union[float, Callable[[int], float]]
@@ -172,9 +173,11 @@ class TraceReplayer:
         seconds, draft = self.cost.round_seconds(trace, k, replay.context)
         replay.next_round += 1
         replay.generated += emitted
+        features = decode_features(trace.features) if k == 0 and trace.features else None
         return RoundReport(request_id=request_id, drafted=record.drafted, accepted=record.accepted,
                            emitted=emitted, seconds=seconds, draft_seconds=draft,
-                           verify_seconds=max(seconds - draft, 0.0), finished=last, prefill=k == 0)
+                           verify_seconds=max(seconds - draft, 0.0), finished=last, prefill=k == 0,
+                           features=features)
 
     def has_cache(self, request_id: str) -> bool:
         return self.live[request_id].next_round > 0

@@ -237,7 +237,7 @@ def build_generator(config: JobConfig):
     options = {}
     if config.predictor == "noisy-oracle":
         options = {"sigma": config.predictor_sigma if config.predictor_sigma is not None else 0.5, "seed": config.seed or 0}
-    elif config.predictor == "learned" and config.history:
+    elif config.predictor in ("learned", "hidden") and config.history:
         options = {"history": list(config.history)}
     return LapsGenerator.from_pretrained(
         config.model,

@@ -6,7 +6,9 @@
 
 `oracle` and `noisy-oracle` read RequestSpec.true_output_tokens and exist for studies;
 `learned` (learned.py) is the one a user runs: ridge regression on prompt features, fitted on
-the timing logs of earlier jobs and refit as the current job's requests finish.
+the timing logs of earlier jobs and refit as the current job's requests finish. `hidden`
+(hidden_predictor.py) adds the target's own prefill hidden state and cheap request features, and
+gives quantiles as well as a point estimate.
 """
 from __future__ import annotations
 

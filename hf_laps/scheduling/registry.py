@@ -26,6 +26,7 @@ from .laps_sd import LapsSDPolicy
 from .las import LASPolicy
 from .lp_sjf import LPSJFPolicy
 from .policy import Policy
+from .hidden_predictor import HiddenStatePredictor
 from .learned import LearnedPredictor
 from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor
 from .srpt_oracle import SRPTOraclePolicy
@@ -51,7 +52,7 @@ class PolicyEntry:
     summary: str = ""
 
 
-PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned")
+PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned", "hidden")
 
 
 def make_predictor(name: str, **kwargs) -> LengthPredictor:
@@ -61,7 +62,8 @@ def make_predictor(name: str, **kwargs) -> LengthPredictor:
         name: one of PREDICTOR_NAMES.
         **kwargs: `noisy-oracle`: sigma (required), seed=0. `learned`: history (a path or list
             of paths to timing-log JSONL files of earlier jobs, optional), hash_dim, ridge
-            (see LearnedPredictor).
+            (see LearnedPredictor). `hidden`: history, features_model, ridge, min_full,
+            min_residuals (see HiddenStatePredictor).
 
     Returns:
         A fresh predictor (give each compared policy its own, so online refits do not leak).
@@ -77,6 +79,8 @@ def make_predictor(name: str, **kwargs) -> LengthPredictor:
         return NoisyOraclePredictor(**kwargs)
     if name == "learned":
         return LearnedPredictor(**kwargs)
+    if name == "hidden":
+        return HiddenStatePredictor(**kwargs)
     raise ValueError(f"unknown predictor {name!r}; choose one of {PREDICTOR_NAMES}")
 
 
