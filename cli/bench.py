@@ -6,6 +6,7 @@ import sys
 import click
 
 from hf_laps.cli.options import config_from_options, dataclass_options, model_options, predictor_options
+from hf_laps.engine_config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig
 
 
@@ -21,6 +22,7 @@ from hf_laps.scheduling import SchedulerConfig
 @click.option("--replay-only", is_flag=True, help="Only replay the recorded traces in the simulator (no real policy runs; with --record, no model is loaded).")
 @predictor_options
 @dataclass_options(SchedulerConfig)
+@dataclass_options(EngineConfig)
 @click.option("--replay-switch-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Switch cost per resume in the replay (recorded cost model).")
 @click.option("--replay-cost", type=click.Choice(["recorded", "paper-pair-gpu"]), default="recorded", show_default=True, help="Cost model of the replay: the recorded seconds, or LLaMA-7B/68M on one H200 (parametric).")
 @model_options
@@ -34,6 +36,7 @@ def bench(input_path, policies, repeats, json_path, plot_path, out_dir, record, 
 
     try:
         scheduler = config_from_options(SchedulerConfig, options)
+        options["engine"] = config_from_options(EngineConfig, options)
         chosen = {} if policies is None else {"policies": tuple(p.strip() for p in policies.split(",") if p.strip())}
         config = BenchConfig(
             input=input_path, repeats=repeats, out_dir=out_dir, record=record, replay_only=replay_only,
@@ -50,7 +53,7 @@ def bench(input_path, policies, repeats, json_path, plot_path, out_dir, record, 
         write_json(result, json_path)
         click.echo(f"json: {json_path}")
     if plot_path:
-        from hf_laps.cli.report import plot_cdfs
+        from hf_laps.cli.plots import plot_cdfs
 
         curves = {f"{name} (real)": row["latencies"] for name, row in result["real"].items()}
         curves |= {f"{name} (replay)": row["latencies"] for name, row in result["replay"].items()}

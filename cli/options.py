@@ -31,22 +31,33 @@ def _click_type(hint) -> tuple[object, bool]:
     raise TypeError(f"no CLI type for {hint!r}")
 
 
+def _leaf_fields(cls, prefix: str = ""):
+    """(dest, field, type hint) of every non-dataclass field, nested dataclasses flattened with
+    their field name as prefix: SchedulerConfig.gittins.kappa -> dest "gittins_kappa"."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _leaf_fields(hint, f"{prefix}{f.name}_")
+        else:
+            yield f"{prefix}{f.name}", f, hint
+
+
 def dataclass_options(cls, *, exclude: tuple[str, ...] = ()):
     """Decorator: a click option for every field of the dataclass `cls` (except `exclude`)."""
-    hints = typing.get_type_hints(cls)
 
     def decorate(function):
-        for f in reversed(dataclasses.fields(cls)):
-            if f.name in exclude:
+        for dest, f, hint in reversed(list(_leaf_fields(cls))):
+            if dest in exclude:
                 continue
-            kind, is_flag = _click_type(hints[f.name])
+            kind, is_flag = _click_type(hint)
             help_text = f.metadata.get("help", "")
             if is_flag:
-                option = click.option(f"{_flag(f.name)}/--no-{f.name.replace('_', '-')}", f.name,
+                option = click.option(f"{_flag(dest)}/--no-{dest.replace('_', '-')}", dest,
                                       default=f.default, show_default=True, help=help_text)
             else:
                 default = f.default if not (isinstance(f.default, float) and math.isinf(f.default)) else None
-                option = click.option(_flag(f.name), f.name, type=kind, default=default,
+                option = click.option(_flag(dest), dest, type=kind, default=default,
                                       show_default=f.default is not None, help=help_text)
             function = option(function)
         return function
@@ -54,12 +65,17 @@ def dataclass_options(cls, *, exclude: tuple[str, ...] = ()):
     return decorate
 
 
-def config_from_options(cls, options: dict):
-    """Pop `cls`'s fields out of the parsed `options` and build it (unset fields keep defaults)."""
+def config_from_options(cls, options: dict, prefix: str = ""):
+    """Pop `cls`'s fields (nested ones by their prefixed names) out of the parsed `options` and
+    build it; unset fields keep their defaults."""
+    hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
-        if f.name in options:
-            value = options.pop(f.name)
+        dest = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            values[f.name] = config_from_options(hints[f.name], options, f"{dest}_")
+        elif dest in options:
+            value = options.pop(dest)
             if value is not None:
                 values[f.name] = value
     return cls(**values)
@@ -70,8 +86,6 @@ def model_options(function):
     options = [
         click.option("--model", default=None, help="Target: hub id, local dir or .gguf file. Default: the embedded SmolLM2-135M-Instruct."),
         click.option("--assistant", default=None, help="Draft model (hub id, dir or .gguf), e.g. JackFram/llama-68m. Default: prompt lookup."),
-        click.option("--prompt-lookup", "prompt_lookup", type=click.IntRange(min=1), default=10, show_default=True, help="Draft length n of prompt-lookup drafting (used when no --assistant)."),
-        click.option("--num-assistant-tokens", type=click.IntRange(min=1), default=5, show_default=True, help="Draft length n of the --assistant model."),
         click.option("--max-new-tokens", type=click.IntRange(min=0), default=128, show_default=True, help="Default cap on generated tokens (a line's max_tokens wins)."),
         click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True, help="Default temperature (0 = greedy; a line's temperature wins)."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),

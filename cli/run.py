@@ -6,6 +6,7 @@ import sys
 import click
 
 from hf_laps.cli.options import config_from_options, dataclass_options, model_options, policy_options
+from hf_laps.engine_config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig
 
 
@@ -26,12 +27,14 @@ def quiet_progress_bars() -> None:
 @click.option("--summary", type=click.Path(dir_okay=False), default=None, help="Summary JSON. Default: <output>.summary.json")
 @policy_options
 @dataclass_options(SchedulerConfig)
+@dataclass_options(EngineConfig)
 @model_options
 @click.option("--resume", is_flag=True, help="Keep the outputs and skip custom_ids already in the results file.")
 @click.option("--ignore-arrivals", is_flag=True, help="Treat every line as arriving at time 0 (ignore arrival_time).")
 @click.option("--arrival-rate", type=float, default=None, help="Poisson arrivals at this many requests/s, in input order (seeded by --seed); overrides arrival_time.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def run(input_path, results, no_progress, **options):
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True, help="Shard the job over N processes (one device each) with accelerate's launcher; see docs/tutorial-multi-device.md.")
+def run(input_path, results, no_progress, num_processes, **options):
     """Run every request of INPUT (a JSONL file, or a dataset saved with save_to_disk) through
     speculative decoding, scheduled by --policy. Streams results and timing logs as requests
     finish; bad lines become error records; Ctrl-C stops at a round boundary (then --resume).
@@ -39,16 +42,28 @@ def run(input_path, results, no_progress, **options):
     Exit codes: 0 all succeeded, 2 usage or model error, 3 some requests have error records,
     4 an output file could not be written, 130 interrupted.
     """
-    from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig, run_job
+    from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig
+    from hf_laps.jobs.sharded import launched_processes, run_sharded, run_unsharded
     from hf_laps.jobs.summary import format_summary_table
     from hf_laps.models import ModelLoadError
 
+    if num_processes > 1 and launched_processes() not in (1, num_processes):
+        raise click.UsageError(f"--num-processes {num_processes}, but the launcher started {launched_processes()}")
     if no_progress:
         quiet_progress_bars()
 
     try:
         scheduler = config_from_options(SchedulerConfig, options)
-        config = JobConfig(input=input_path, results=results, progress=not no_progress, scheduler=scheduler, **options)
+        engine = config_from_options(EngineConfig, options)
+        config = JobConfig(input=input_path, results=results, progress=not no_progress, scheduler=scheduler,
+                           engine=engine, **options)
+        if num_processes > 1 and launched_processes() == 1:  # options checked: start N processes
+            from hf_laps.cli.launch import relaunch
+            from hf_laps.jobs.sharded import check_resumable
+
+            check_resumable(config, num_processes)
+            sys.exit(relaunch(num_processes, results))
+        run_job = run_sharded if launched_processes() > 1 else run_unsharded
         outcome = run_job(config, on_warning=lambda text: click.echo(f"warning: {text}", err=True))
         if outcome.summary is not None:
             click.echo(format_summary_table(outcome.summary))

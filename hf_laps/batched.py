@@ -14,8 +14,9 @@ engine's own phases, so the B = 1 round is the batch-1 round:
 
 A request that has never run (no cache yet) prefills its prompt in its first round. In the
 packed layout its prompt joins the batch (a row costs only its own tokens); in the padded layout
-one long prompt would pad every row to its length, so new requests run their first round alone
-through `engine.step` before the batched part. After `step` every state is again a plain
+one long prompt would pad every row to its length, and an engine taking length-prediction
+features (`hf_laps.features`) hooks a batch-1 prefill forward, so there new requests run their
+first round alone through `engine.step` before the batched part. After `step` every state is again a plain
 `GenerationState` with its own caches: it may leave the batch, be parked, saved, and come back.
 
 Under greedy decoding a row's logits differ from the batch-1 ones only by fp rounding (another
@@ -89,8 +90,9 @@ class BatchedRound:
             raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
         self.gather = LAYOUTS[layout]
         # packed rows cost their own tokens only, so a new request's prompt joins the batch;
-        # padded, one long prompt would pad every row to its length: prefill alone instead
-        self.batch_prefill = layout == "packed"
+        # padded, one long prompt would pad every row to its length: prefill alone instead. The
+        # length-prediction features hook a batch-1 prefill forward, so with them on, too.
+        self.batch_prefill = layout == "packed" and engine.features is None
         if not supports_batching(engine.model):
             raise ValueError(f"batched rounds need full-attention cache layers; "
                              f"{type(engine.model).__name__} has others (use max_batch_size=1)")

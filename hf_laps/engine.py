@@ -2,8 +2,9 @@
 
 transformers' assisted generation (`generate(assistant_model=...)`) is one monolithic loop whose
 state lives in local variables; resuming it from its returned cache is silently wrong
-(docs/design.md#no-per-round-api). The engine keeps every piece of a request's progress in a model-free
-`GenerationState`, so a scheduler can interleave, preempt and park requests between rounds.
+(docs/design.md#no-per-round-api). The engine keeps every piece of a request's progress in a
+model-free `GenerationState`, so a scheduler can interleave, preempt and park requests between
+rounds.
 
 One round (Leviathan et al.; transformers' `_assisted_decoding` body):
   1. draft m = min(n, max_length - L - 1) tokens (draft model or prompt lookup);
@@ -33,6 +34,7 @@ from hf_laps import acceptance
 from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
 from hf_laps.drafting import DraftModelBackend, PromptLookupBackend
 from hf_laps.engine_config import EngineConfig
+from hf_laps.features import FeatureConfig, make_prefill_features
 from hf_laps.metrics import SpecMetrics
 from hf_laps.state import GenerationState, RoundResult, read_state_file, restore_cache
 
@@ -73,6 +75,8 @@ class SpeculativeEngine:
         tokenizer: needed for text prompts, stop strings and `state.text`.
         assistant_model: a draft model sharing the target's tokenizer; None = prompt lookup.
         config: the round's knobs.
+        features: length-prediction features taken at prefill (hf_laps.features): a
+            FeatureConfig, True for the default one, False for none.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class SpeculativeEngine:
         tokenizer=None,
         assistant_model: PreTrainedModel | None = None,
         config: EngineConfig | None = None,
+        features: FeatureConfig | bool = True,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -88,11 +93,11 @@ class SpeculativeEngine:
         self._cache_kw = cache_kwarg(model)
         if assistant_model is not None:
             self.draft = DraftModelBackend(assistant_model, self.config.draft_temperature)
-            self.draft_length = self.config.num_assistant_tokens
         else:
             self.draft = PromptLookupBackend(self.config.max_matching_ngram_size)
-            self.draft_length = self.config.prompt_lookup_num_tokens
+        self.draft_length = self.config.draft_length_for(self.draft.uses_model)
         self._request_counter = 0
+        self.features = make_prefill_features(model, features)
 
     @property
     def device(self) -> torch.device:
@@ -183,7 +188,7 @@ class SpeculativeEngine:
             logits_processor=processors,
             stopping_criteria=criteria,
             generator=torch.Generator(device=self.device),
-            num_assistant_tokens=self.draft_length,
+            draft_length=self.draft_length,
         )
         state.runtime["vocab_size"] = self.model.config.get_text_config().vocab_size
         state.runtime["custom_stop"] = _custom_criteria(criteria)
@@ -222,10 +227,17 @@ class SpeculativeEngine:
         """Run exactly one speculative round of `state` (the first one also prefills)."""
         self.check_unfinished(state)
         prefill = state.target_cache is None
+        start_len = int(state.input_ids.shape[1])
         t0 = time.perf_counter()
         candidates, draft_probs = self.propose(state)
         t1 = self._sync_clock()
-        scores = self._verify(state, candidates)
+        if prefill and self.features is not None:
+            feed_len = start_len + int(candidates.shape[0])  # the prefill feeds everything
+            with self.features.capture(start_len - 1, feed_len) as captured:
+                scores = self._verify(state, candidates)
+            state.features, state.features_model = self.features.vector(captured), self.features.fingerprint
+        else:
+            scores = self._verify(state, candidates)
         tokens, reason = self.settle(state, candidates, draft_probs, scores)
         t2 = self._sync_clock()
         return self.record_round(state, candidates, tokens, reason, prefill=prefill,
@@ -241,7 +253,7 @@ class SpeculativeEngine:
         """The round's drafts [m] (and their probabilities when a draft model samples)."""
         # never draft past the budget: the target adds one token of its own
         # (docs/design.md#eos-and-budget-cut)
-        k = min(state.num_assistant_tokens, state.max_length - int(state.input_ids.shape[1]) - 1)
+        k = min(state.draft_length, state.max_length - int(state.input_ids.shape[1]) - 1)
         return self.draft.propose(state, k)
 
     def settle(self, state: GenerationState, candidates: torch.Tensor, draft_probs: torch.Tensor | None,
@@ -273,6 +285,7 @@ class SpeculativeEngine:
             verify_seconds=verify_seconds,
             prefill=prefill,
             kv_len=state.kv_len,
+            features=tuple(state.features) if prefill and state.features is not None else None,
         )
 
     def _sync_clock(self) -> float:
@@ -341,12 +354,12 @@ class SpeculativeEngine:
         self.draft.rollback(state, keep)
 
     def _update_schedule(self, state: GenerationState, drafted: int, accepted: int) -> None:
-        if self.config.num_assistant_tokens_schedule != "heuristic" or not self.draft.uses_model:
+        if self.config.draft_schedule != "heuristic" or not self.draft.uses_model:
             return
         if drafted > 0 and accepted == drafted:
-            state.num_assistant_tokens += 2
+            state.draft_length += 2
         else:
-            state.num_assistant_tokens = max(1, state.num_assistant_tokens - 1)
+            state.draft_length = max(1, state.draft_length - 1)
 
     # ---- conveniences ----------------------------------------------------------------------
     def generate(self, prompt, **generation_kwargs) -> GenerationState:
@@ -374,9 +387,11 @@ class SpeculativeEngine:
         state = self._new_state(meta["request_id"], prompt_ids, kwargs)
         state.input_ids = input_ids
         state.max_length = meta["max_length"]
-        state.num_assistant_tokens = meta["num_assistant_tokens"]
+        # "num_assistant_tokens": the key of states saved before the draft length had one name
+        state.draft_length = meta.get("draft_length", meta.get("num_assistant_tokens"))
         state.metrics = SpecMetrics.from_dict(meta["metrics"])
         state.finished, state.finish_reason, state.text = meta["finished"], meta["finish_reason"], meta["text"]
+        state.features, state.features_model = meta.get("features"), meta.get("features_model")
         state.generator.set_state(tensors["rng_state"])
         for which, scalars in meta["caches"].items():
             model = self.model if which == "target" else self.draft.model

@@ -1,38 +1,49 @@
-"""`EngineConfig`: the knobs of one speculative round (draft length, drafting strategy)."""
+"""`EngineConfig`: the knobs of one speculative round (draft length, drafting strategy).
+
+The draft length has one name in every layer: `draft_length` here and on the command line
+(`--draft-length`), `GenerationState.draft_length` for a request's current value (the heuristic
+schedule moves it), `drafted` in the round records the scheduler sees.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SCHEDULES = ("constant", "heuristic")
+# transformers' defaults: num_assistant_tokens = 20 with its heuristic schedule for a draft model
+# (we default to the paper's constant n = 5), prompt_lookup_num_tokens = 10
+DEFAULT_DRAFT_LENGTH = {"model": 5, "prompt_lookup": 10}
+
+
+def _knob(default, help: str):
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class EngineConfig:
-    """Knobs of the speculative round (CLI flags map one to one).
+    """Knobs of the speculative round (CLI flags map one to one, generated from the fields)."""
 
-    num_assistant_tokens: draft length n for a draft model (the paper's n; transformers' default
-        is 20 with the heuristic schedule, which adapts per call and leaks across calls).
-    prompt_lookup_num_tokens: draft length n for prompt-lookup drafting (transformers' default 10).
-    max_matching_ngram_size: longest n-gram prompt lookup matches on (transformers' default 2).
-    num_assistant_tokens_schedule: "constant", or "heuristic" (n += 2 after a fully accepted
-        round, else n = max(1, n - 1)), kept per request rather than in the shared model config.
-    draft_temperature: sampling temperature of the draft model; None = the target's temperature.
-    """
-
-    num_assistant_tokens: int = 5
-    prompt_lookup_num_tokens: int = 10
-    max_matching_ngram_size: int = 2
-    num_assistant_tokens_schedule: str = "constant"
-    draft_temperature: float | None = None
+    draft_length: int | None = _knob(
+        None, "n, tokens drafted per round. Default: 5 with a draft model (the paper's n), 10 with "
+        "prompt lookup (transformers' default).")
+    max_matching_ngram_size: int = _knob(2, "Longest n-gram prompt lookup matches on (transformers' default).")
+    draft_schedule: str = _knob(
+        "constant", "constant, or heuristic: n += 2 after a fully accepted round, else n = max(1, n - 1), "
+        "kept per request (transformers keeps it in the shared model config).")
+    draft_temperature: float | None = _knob(
+        None, "Sampling temperature of the draft model. Default: the target's temperature.")
 
     def __post_init__(self) -> None:
-        if self.num_assistant_tokens < 1:
-            raise ValueError(f"num_assistant_tokens must be >= 1, got {self.num_assistant_tokens}")
-        if self.prompt_lookup_num_tokens < 1:
-            raise ValueError(f"prompt_lookup_num_tokens must be >= 1, got {self.prompt_lookup_num_tokens}")
+        if self.draft_length is not None and self.draft_length < 1:
+            raise ValueError(f"draft_length must be >= 1, got {self.draft_length}")
         if self.max_matching_ngram_size < 1:
             raise ValueError(f"max_matching_ngram_size must be >= 1, got {self.max_matching_ngram_size}")
-        if self.num_assistant_tokens_schedule not in SCHEDULES:
-            raise ValueError(f"num_assistant_tokens_schedule must be one of {SCHEDULES}")
+        if self.draft_schedule not in SCHEDULES:
+            raise ValueError(f"draft_schedule must be one of {SCHEDULES}, got {self.draft_schedule!r}")
         if self.draft_temperature is not None and self.draft_temperature <= 0:
             raise ValueError(f"draft_temperature must be > 0, got {self.draft_temperature}")
+
+    def draft_length_for(self, uses_model: bool) -> int:
+        """The draft length n for a draft model (True) or prompt lookup (False)."""
+        if self.draft_length is not None:
+            return self.draft_length
+        return DEFAULT_DRAFT_LENGTH["model" if uses_model else "prompt_lookup"]

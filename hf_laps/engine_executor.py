@@ -11,6 +11,7 @@ import time
 from hf_laps.engine import SpeculativeEngine
 from hf_laps.loop import Finished, RequestRejected, Started, Submission
 from hf_laps.scheduling import RequestSpec, RoundReport
+from hf_laps.scheduling.feature_codec import encode_features
 from hf_laps.state import GenerationState
 
 
@@ -49,10 +50,13 @@ class EngineExecutor:
 
     def release(self, request_id: str) -> Finished:
         state = self.states.pop(request_id)
+        features = None
+        if state.features is not None:  # logged so replays and --history train without the model
+            features = encode_features(state.features, state.features_model)
         return Finished(prompt_tokens=state.prompt_len, output_tokens=state.num_generated,
                         max_new_tokens=state.max_length - state.prompt_len,
                         finish_reason=state.finish_reason, metrics=state.metrics.to_dict(),
-                        payload=state)
+                        features=features, payload=state)
 
     def _move(self, request_id: str, device) -> float:
         started = time.perf_counter()
@@ -68,6 +72,8 @@ def _spec(submission: Submission, state: GenerationState) -> RequestSpec:
         prompt_tokens=state.prompt_len,
         max_new_tokens=max(1, state.max_length - state.prompt_len),
         prompt=submission.text,
+        has_stop=bool(state.runtime.get("custom_stop")),
+        is_chat=submission.is_chat,
         true_output_tokens=submission.true_output_tokens,
         true_service_seconds=submission.true_service_seconds,
     )

@@ -172,10 +172,12 @@ class LapsGenerator:
     def submission(self, request_id: str, prompt, generation_kwargs: dict, arrival: float = 0.0) -> Submission:
         """A Submission for the loop; chat messages go through the tokenizer's chat template."""
         text = prompt if isinstance(prompt, str) else None
-        if _is_messages(prompt):
+        is_chat = _is_messages(prompt)
+        if is_chat:
             text = self.apply_chat_template(prompt)
             prompt = text
-        return Submission(request_id, prompt, dict(generation_kwargs), arrival=arrival, prompt_text=text)
+        return Submission(request_id, prompt, dict(generation_kwargs), arrival=arrival, prompt_text=text,
+                          is_chat=is_chat)
 
     def apply_chat_template(self, messages: Sequence[dict]) -> str:
         if self.tokenizer is None or not getattr(self.tokenizer, "chat_template", None):
@@ -210,7 +212,11 @@ class LapsGenerator:
     def make_policy(self):
         predictor = self.predictor
         if predictor is None or isinstance(predictor, str):
-            predictor = make_predictor(predictor or "learned", **self.predictor_options)
+            name, options = predictor or "learned", dict(self.predictor_options)
+            if name == "hidden" and self.engine.features is not None:
+                # history logs of another model are then refused (with a warning), not mixed in
+                options.setdefault("features_model", self.engine.features.fingerprint)
+            predictor = make_predictor(name, **options)
         return make_policy(self.policy_name, self.scheduler_config, predictor)
 
 

@@ -55,6 +55,7 @@ class Submission:
     prompt_text: str | None = None
     true_output_tokens: int | None = None
     true_service_seconds: float | None = None
+    is_chat: bool = False      # the prompt came from chat messages (a length-predictor feature)
 
     @property
     def text(self) -> str | None:
@@ -418,7 +419,8 @@ class ServingLoop:
         request_id = sub.request_id
         final = self.policy.explain(request_id) if live.rounds else {}
         return TimingRecord(
-            custom_id=request_id, arrival=sub.arrival, start=live.start, first_token=live.first_token,
+            custom_id=request_id, arrival=sub.arrival, admitted=live.admitted, start=live.start,
+            first_token=live.first_token,
             finish=self.now(), prompt_tokens=finished.prompt_tokens, output_tokens=finished.output_tokens,
             max_new_tokens=finished.max_new_tokens, finish_reason=finished.finish_reason,
             rounds=tuple(live.rounds), preemptions=live.preemptions, switch_seconds=live.switch_seconds,

@@ -130,7 +130,8 @@ def load_causal_lm(
                 gguf_cache.entry_dir(source.gguf_path, f"model-{str(torch_dtype).removeprefix('torch.')}"),
                 build,
                 save=_save_dequantised,
-                load=lambda directory: AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype),
+                load=lambda directory: AutoModelForCausalLM.from_pretrained(
+                    directory, dtype=torch_dtype, trust_remote_code=False),
             )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_not_found(source, "model", exc)) from exc

@@ -17,13 +17,15 @@ model says how many seconds each step takes:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence, Union
 
 from hf_laps.loop import Finished, ServingLoop, Started, Submission, VirtualClock
 from hf_laps.scheduling import (LengthPredictor, Policy, RoundReport, SchedulerConfig, Trace,
                                 make_policy)
-from hf_laps.scheduling.records import RoundRecord, TimingRecord
+from hf_laps.scheduling.feature_codec import decode_features
+from hf_laps.scheduling.records import TimingRecord
 from hf_laps.stats import latency_summary, mean
 
 SwitchCost = Union[float, Callable[[int], float]]
@@ -171,9 +173,11 @@ class TraceReplayer:
         seconds, draft = self.cost.round_seconds(trace, k, replay.context)
         replay.next_round += 1
         replay.generated += emitted
+        features = decode_features(trace.features) if k == 0 and trace.features else None
         return RoundReport(request_id=request_id, drafted=record.drafted, accepted=record.accepted,
                            emitted=emitted, seconds=seconds, draft_seconds=draft,
-                           verify_seconds=max(seconds - draft, 0.0), finished=last, prefill=k == 0)
+                           verify_seconds=max(seconds - draft, 0.0), finished=last, prefill=k == 0,
+                           features=features)
 
     def has_cache(self, request_id: str) -> bool:
         return self.live[request_id].next_round > 0
@@ -280,6 +284,10 @@ class SimulationResult:
         return out
 
 
+def _admitted_or_inf(trace: Trace) -> float:
+    return trace.admitted if trace.admitted is not None else math.inf
+
+
 def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchCost = 0.0, *,
              config: SchedulerConfig | None = None, predictor: LengthPredictor | None = None,
              cost: CostModel | None = None, kv_budget_bytes: int | None = None,
@@ -312,8 +320,12 @@ def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchC
     schedule: list[str] = []
     loop = ServingLoop(TraceReplayer(traces, cost), policy, clock=VirtualClock(),
                        kv_budget_bytes=kv_budget_bytes, on_round=lambda report: schedule.append(report.request_id))
-    # the same ids as the recording, in input order: the loop sorts by arrival itself (stable)
-    submissions = [Submission(t.custom_id, t.prompt, arrival=t.arrival, prompt_text=t.prompt) for t in traces]
+    # admission order = the recording's (a log lists requests in the order they FINISHED, and
+    # policies break ties in arrival by admission order); logs without admission times keep
+    # the input order
+    order = sorted(range(len(traces)), key=lambda i: (traces[i].arrival, _admitted_or_inf(traces[i]), i))
+    submissions = [Submission(traces[i].custom_id, traces[i].prompt, arrival=traces[i].arrival,
+                              prompt_text=traces[i].prompt) for i in order]
     records = {c.submission.request_id: c.record for c in loop.run(submissions)}
     ordered = [records[t.custom_id] for t in traces]
     events = sorted((e for r in ordered for e in r.policy_events), key=lambda e: e.get("time", 0.0)) \

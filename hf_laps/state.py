@@ -46,6 +46,7 @@ class RoundResult:
     verify_seconds: float
     prefill: bool
     kv_len: int
+    features: tuple[float, ...] | None = None  # prefill round only: see hf_laps.features
 
     @property
     def emitted(self) -> int:
@@ -59,7 +60,8 @@ class RoundResult:
         """The round as the scheduler sees it (the one conversion engine -> scheduling)."""
         return RoundReport(request_id=self.request_id, drafted=self.drafted, accepted=self.accepted,
                            emitted=self.emitted, seconds=self.seconds, draft_seconds=self.draft_seconds,
-                           verify_seconds=self.verify_seconds, finished=self.finished, prefill=self.prefill)
+                           verify_seconds=self.verify_seconds, finished=self.finished, prefill=self.prefill,
+                           features=self.features)
 
 
 @dataclass
@@ -73,13 +75,15 @@ class GenerationState:
     logits_processor: LogitsProcessorList
     stopping_criteria: StoppingCriteriaList
     generator: torch.Generator
-    num_assistant_tokens: int  # current draft length n (the schedule's state)
+    draft_length: int  # current draft length n (the heuristic schedule moves it per request)
     target_cache: DynamicCache | None = None
     draft_cache: DynamicCache | None = None
     metrics: SpecMetrics = field(default_factory=SpecMetrics)
     finished: bool = False
     finish_reason: str | None = None
     text: str | None = None  # decoded output, set by the engine when the request finishes
+    features: list[float] | None = None  # length-prediction features of the prefill (features.py)
+    features_model: str | None = None  # PrefillFeatures.fingerprint of the model that made them
     # runtime-only helpers rebuilt from the config (never saved)
     runtime: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -159,11 +163,13 @@ class GenerationState:
             "prompt_len": self.prompt_len,
             "max_length": self.max_length,
             "generation_kwargs": self.generation_kwargs,
-            "num_assistant_tokens": self.num_assistant_tokens,
+            "draft_length": self.draft_length,
             "metrics": self.metrics.to_dict(),
             "finished": self.finished,
             "finish_reason": self.finish_reason,
             "text": self.text,
+            "features": self.features,
+            "features_model": self.features_model,
             "caches": {
                 which: _layer_scalars(cache)
                 for which, cache in (("target", self.target_cache), ("draft", self.draft_cache))

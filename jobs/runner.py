@@ -28,10 +28,12 @@ from typing import Callable
 from hf_laps.jobs.records import error_record, line_error_record, record_key, success_record
 from hf_laps.jobs.requests import JobRequest, LineError, parse_line, read_requests
 from hf_laps.jobs.notices import input_warnings
+from hf_laps.jobs.shard import ShardSpec
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writable
 from hf_laps.jobs.stopping import graceful_stop
 from hf_laps.jobs.summary import format_summary_table, summarize
 from hf_laps.preflight import check_device, check_model_location
+from hf_laps.engine_config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig, policy_entry
 from hf_laps.scheduling.records import TimingRecord, read_timing_log
 from hf_laps.workloads import poisson_arrivals
@@ -57,8 +59,6 @@ class JobConfig:
     policy: str = "laps-sd"
     model: str | None = None  # None: the embedded default (SmolLM2-135M-Instruct)
     assistant: str | None = None  # None: prompt-lookup drafting
-    prompt_lookup: int = 10
-    num_assistant_tokens: int = 5
     max_new_tokens: int = 128
     temperature: float = 0.0
     device: str = "cpu"
@@ -74,9 +74,11 @@ class JobConfig:
     ignore_arrivals: bool = False
     arrival_rate: float | None = None  # requests/s: Poisson arrivals in input order (seeded)
     progress: bool = True
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability knobs
+    engine: EngineConfig = field(default_factory=EngineConfig)  # draft length and drafting knobs
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability / gittins knobs
     threads: int | None = None  # torch CPU threads; None: hf_laps.runtime.default_cpu_threads()
     max_batch_size: int = 1  # requests per round sharing one verify forward
+    shard: ShardSpec | None = None  # one process of a sharded run: only its requests (jobs/sharded.py)
 
     def __post_init__(self) -> None:
         stem = str(Path(self.results).with_suffix(""))
@@ -142,6 +144,8 @@ def run_job(config: JobConfig, generator=None, on_warning: Callable[[str], None]
         requests, line_errors = load_requests(config.input)
     except (OSError, ValueError) as exc:
         return JobOutcome(EXIT_USAGE, message=f"cannot read {config.input}: {exc}")
+    if config.shard is not None:
+        requests, line_errors = config.shard.select(requests, line_errors, config.max_new_tokens)
     warnings = input_warnings(config.input, requests, line_errors)
     for warning in warnings if on_warning is not None else ():
         on_warning(warning)
@@ -231,13 +235,12 @@ def _previous_errors(config, skipped_ids: set[str]) -> int:
 
 
 def build_generator(config: JobConfig):
-    from hf_laps.engine import EngineConfig
     from hf_laps.generator import LapsGenerator
 
     options = {}
     if config.predictor == "noisy-oracle":
         options = {"sigma": config.predictor_sigma if config.predictor_sigma is not None else 0.5, "seed": config.seed or 0}
-    elif config.predictor == "learned" and config.history:
+    elif config.predictor in ("learned", "hidden") and config.history:
         options = {"history": list(config.history)}
     return LapsGenerator.from_pretrained(
         config.model,
@@ -248,9 +251,7 @@ def build_generator(config: JobConfig):
         threads=config.threads,
         policy=config.policy,
         scheduler_config=config.scheduler,
-        engine_config=EngineConfig(
-            num_assistant_tokens=config.num_assistant_tokens, prompt_lookup_num_tokens=config.prompt_lookup
-        ),
+        engine_config=config.engine,
         predictor=config.predictor,
         predictor_options=options,
         kv_budget_bytes=config.kv_budget_bytes,

@@ -4,7 +4,8 @@ Input is the timing log the runner writes (one dict per finished request, times 
 since job start). Values that are undefined (no records, zero makespan, no drafted tokens) are
 None, so `json.dumps(summary)` is strict JSON; `format_summary_table` prints them as "-".
 
-    summary = summarize([json.loads(l) for l in open("timing.jsonl")], wall_seconds=12.5)
+    records = [r.to_json() for r in read_timing_log("timing.jsonl")]
+    summary = summarize(records, wall_seconds=12.5)
     print(format_summary_table(summary))
 """
 from __future__ import annotations
@@ -47,21 +48,14 @@ def _drafting(record: dict) -> SpecMetrics:
     )
 
 
-def _last_per_custom_id(records: Iterable[dict]) -> list[dict]:
-    latest: dict[Any, dict] = {}
-    for i, r in enumerate(records):
-        cid = r.get("custom_id")
-        latest[cid if isinstance(cid, str) else ("#", i)] = r  # records without an id all count
-    return list(latest.values())
-
-
 def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) -> dict[str, Any]:
     """Aggregate a job's timing records.
 
     Args:
         timing_records: one dict per finished request (fields as in the timing log). When a
-            custom_id appears more than once (a request re-run after a crash that hit between
-            its timing record and its result), only its last record counts.
+            custom_id appears more than once, read the log with
+            `hf_laps.scheduling.read_timing_log` first: it keeps the last record of each (the
+            one place that rule lives).
         wall_seconds: the job's wall-clock time, if known (adds wall_tokens_per_second).
 
     Returns:
@@ -72,7 +66,7 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
         acceptance_histogram; preemptions, busy_seconds, switch_seconds,
         preemption_overhead; finish_reasons; wall_seconds, wall_tokens_per_second.
     """
-    recs = _last_per_custom_id(timing_records)
+    recs = list(timing_records)
     arrivals = [float(r.get("arrival", 0.0)) for r in recs]
     finishes = [float(r["finish"]) for r in recs if r.get("finish") is not None]
     latencies = [float(r["latency"]) if r.get("latency") is not None

@@ -29,8 +29,7 @@ def budgets(count):
 @pytest.mark.parametrize("drafting", ["prompt-lookup", "draft-model"])
 def test_batched_loop_is_exact_and_batches(target, policy, drafting):
     draft = noisy_draft(target, 0.3) if drafting == "draft-model" else None
-    gen = LapsGenerator(target, draft, policy=policy, engine_config=EngineConfig(num_assistant_tokens=3,
-                        prompt_lookup_num_tokens=3), max_batch_size=3, progress=False,
+    gen = LapsGenerator(target, draft, policy=policy, engine_config=EngineConfig(draft_length=3), max_batch_size=3, progress=False,
                         predictor=make_predictor("learned") if policy in ("lp-sjf", "laps-sd", "gittins") else None)
     prompt_list = prompts(6)
     submissions = [gen.submission(str(i), p, {"max_new_tokens": b, "do_sample": False})
@@ -80,7 +79,7 @@ class Exploding(LogitsProcessor):
 
 def test_a_faulty_request_fails_alone_in_a_batch(target):
     gen = LapsGenerator(target, policy="fcfs", max_batch_size=4, progress=False,
-                        engine_config=EngineConfig(prompt_lookup_num_tokens=1))
+                        engine_config=EngineConfig(draft_length=1))
     prompt_list = prompts(4)
     submissions = [gen.submission(str(i), p, {"max_new_tokens": 20, "do_sample": False}) for i, p in enumerate(prompt_list)]
     submissions[1].generation_kwargs["logits_processor"] = LogitsProcessorList([Exploding()])

@@ -30,10 +30,9 @@ def draft(target):
     return noisy_draft(target, noise=0.3)
 
 
-def make_engine(target, draft=None):
-    if draft is not None:
-        return SpeculativeEngine(target, assistant_model=draft, config=EngineConfig(num_assistant_tokens=N))
-    return SpeculativeEngine(target, config=EngineConfig(prompt_lookup_num_tokens=N))
+def make_engine(target, draft=None, features=True):
+    """features=False: the packed layout then also batches new requests' prefill."""
+    return SpeculativeEngine(target, assistant_model=draft, config=EngineConfig(draft_length=N), features=features)
 
 
 def budgets(count: int) -> list[int]:
@@ -93,7 +92,7 @@ def check_near_ties(model, prompt_list, states, expected_list) -> int:
 @pytest.mark.parametrize("layout", ["packed", "padded"])
 @pytest.mark.parametrize("drafting", ["prompt-lookup", "draft-model"])
 def test_batch_of_one_is_the_single_request_round(target, draft, drafting, layout):
-    engine = make_engine(target, draft if drafting == "draft-model" else None)
+    engine = make_engine(target, draft if drafting == "draft-model" else None, features=False)
     for prompt, budget in zip(prompts(3), budgets(3)):
         single = engine.start(prompt, max_new_tokens=budget, do_sample=False)
         batched = engine.start(prompt, max_new_tokens=budget, do_sample=False)
@@ -113,7 +112,7 @@ def test_batch_of_one_is_the_single_request_round(target, draft, drafting, layou
 @pytest.mark.parametrize("layout", ["packed", "padded"])
 @pytest.mark.parametrize("drafting", ["prompt-lookup", "draft-model"])
 def test_greedy_batch_equals_plain_generate_up_to_near_ties(target, draft, drafting, layout):
-    engine = make_engine(target, draft if drafting == "draft-model" else None)
+    engine = make_engine(target, draft if drafting == "draft-model" else None, features=False)
     prompt_list = prompts(6)
     states = start_all(engine, prompt_list, do_sample=False)
     rounds, finished_at = run_batched(engine, states, layout=layout)
@@ -247,7 +246,7 @@ def test_each_row_of_the_batched_forward_sees_only_its_own_tokens(layout):
 
     torch.manual_seed(3)
     model = LlamaForCausalLM(tiny_config()).eval()
-    engine = SpeculativeEngine(model, config=EngineConfig(prompt_lookup_num_tokens=N))
+    engine = SpeculativeEngine(model, config=EngineConfig(draft_length=N))
     states = [engine.start(p, max_new_tokens=30, do_sample=False) for p in prompts(5)]
     for state in states:
         engine.step(state)
@@ -269,7 +268,7 @@ def test_embedded_model_batch_equals_plain_greedy_up_to_near_ties(smollm2):
     from tests.test_engine_real import QUESTIONS, chat
 
     model, tokenizer = smollm2
-    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(prompt_lookup_num_tokens=10))
+    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(draft_length=10))
     questions = QUESTIONS + ["Name three colours."]
     prompt_list = [tokenizer(chat(tokenizer, q)).input_ids for q in questions]
     states = [engine.start(p, request_id=f"q{i}", max_new_tokens=24, do_sample=False)
@@ -281,3 +280,28 @@ def test_embedded_model_batch_equals_plain_greedy_up_to_near_ties(smollm2):
     diverged = check_near_ties(model, prompt_list, states, expected)
     assert diverged <= 1, f"{diverged} of {len(states)} requests diverged (each at a near-tie)"
     assert max(s.metrics.mean_acceptance_length for s in states) > 2.0
+
+
+def test_prefill_features_are_taken_in_a_batch(target):
+    """With length-prediction features on, a new request's first round still yields them."""
+    engine = make_engine(target)
+    assert engine.features is not None
+    states = start_all(engine, prompts(3), do_sample=False)
+    outcome = BatchedRound(engine).step(states)
+    alone = make_engine(target).step(engine.start(prompts(3)[0], max_new_tokens=5, do_sample=False))
+    assert all(r.prefill and r.features is not None for r in outcome.results)
+    assert outcome.results[0].features == alone.features
+
+
+def test_without_features_new_prompts_join_the_packed_batch(target):
+    engine = make_engine(target, features=False)
+    prompt_list = prompts(4)
+    states = start_all(engine, prompt_list, do_sample=False)
+    batcher = BatchedRound(engine)
+    assert batcher.batch_prefill
+    outcome = batcher.step(states[:2])
+    assert outcome.timings.prefill_seconds < outcome.timings.forward_seconds  # prefill was the batched forward
+    assert all(r.prefill for r in outcome.results)
+    run_batched(engine, states)
+    expected = [ref.plain_greedy(target, p, max_new_tokens=b) for p, b in zip(prompt_list, budgets(4))]
+    assert check_near_ties(target, prompt_list, states, expected) == 0

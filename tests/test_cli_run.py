@@ -24,8 +24,8 @@ def hf_laps(*args, timeout=600):
 
 def test_help_lists_every_option():
     out = hf_laps("run", "--help").stdout
-    for flag in ("--output", "--timing-log", "--summary", "--policy", "--model", "--assistant", "--prompt-lookup",
-                 "--num-assistant-tokens", "--max-new-tokens", "--device", "--dtype", "--resume", "--seed",
+    for flag in ("--output", "--timing-log", "--summary", "--policy", "--model", "--assistant", "--draft-length",
+                 "--draft-schedule", "--max-new-tokens", "--device", "--dtype", "--resume", "--seed",
                  "--kv-budget-bytes", "--predictor", "--truth", "--trust-remote-code"):
         assert flag in out, flag
     for policy in ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd"):

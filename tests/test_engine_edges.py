@@ -23,8 +23,8 @@ def target():
 def engines(target):
     draft = noisy_draft(target, noise=0.05)  # accepts whole blocks most of the time
     return {
-        "draft-model": SpeculativeEngine(target, assistant_model=draft, config=EngineConfig(num_assistant_tokens=N)),
-        "prompt-lookup": SpeculativeEngine(target, config=EngineConfig(prompt_lookup_num_tokens=N)),
+        "draft-model": SpeculativeEngine(target, assistant_model=draft, config=EngineConfig(draft_length=N)),
+        "prompt-lookup": SpeculativeEngine(target, config=EngineConfig(draft_length=N)),
     }
 
 
@@ -110,10 +110,10 @@ def test_default_cap_is_fitted_to_the_context_window(engines):
 def test_empty_prompt_and_bad_config(engines):
     with pytest.raises(ValueError, match="empty"):
         engines["draft-model"].start([], max_new_tokens=4)
-    with pytest.raises(ValueError, match="num_assistant_tokens"):
-        EngineConfig(num_assistant_tokens=0)
+    with pytest.raises(ValueError, match="draft_length"):
+        EngineConfig(draft_length=0)
     with pytest.raises(ValueError, match="schedule"):
-        EngineConfig(num_assistant_tokens_schedule="adaptive")
+        EngineConfig(draft_schedule="adaptive")
     with pytest.raises(ValueError, match="needs a tokenizer"):
         engines["draft-model"].start("text without tokenizer")
 

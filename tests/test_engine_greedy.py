@@ -7,6 +7,7 @@ whatever the interleaving, offloading or checkpointing between rounds; and the p
 """
 from __future__ import annotations
 
+import json
 import pytest
 
 from hf_laps import EngineConfig, SpeculativeEngine
@@ -29,8 +30,8 @@ def draft(target):
 
 def make_engine(target, draft, kind):
     if kind == "draft-model":
-        return SpeculativeEngine(target, assistant_model=draft, config=EngineConfig(num_assistant_tokens=N))
-    return SpeculativeEngine(target, config=EngineConfig(prompt_lookup_num_tokens=N))
+        return SpeculativeEngine(target, assistant_model=draft, config=EngineConfig(draft_length=N))
+    return SpeculativeEngine(target, config=EngineConfig(draft_length=N))
 
 
 def poison_move(state, tmp_path, index):
@@ -140,7 +141,7 @@ def test_metrics_are_consistent(target, draft):
 
 def test_heuristic_schedule_matches_transformers(target, draft):
     engine = SpeculativeEngine(
-        target, assistant_model=draft, config=EngineConfig(num_assistant_tokens=N, num_assistant_tokens_schedule="heuristic")
+        target, assistant_model=draft, config=EngineConfig(draft_length=N, draft_schedule="heuristic")
     )
     for prompt in prompts(3):
         state = engine.start(prompt, max_new_tokens=NEW_TOKENS, do_sample=False)
@@ -157,7 +158,7 @@ def test_heuristic_schedule_matches_transformers(target, draft):
     draft.generation_config.num_assistant_tokens = 123
     state = engine.generate(prompts(1)[0], max_new_tokens=NEW_TOKENS, do_sample=False)
     assert draft.generation_config.num_assistant_tokens == 123
-    assert state.num_assistant_tokens != N  # the schedule did move, inside the request
+    assert state.draft_length != N  # the schedule did move, inside the request
 
 
 def test_state_file_is_not_a_pickle(target, draft, tmp_path):
@@ -166,7 +167,9 @@ def test_state_file_is_not_a_pickle(target, draft, tmp_path):
     engine.step(state)
     path = tmp_path / "s.safetensors"
     state.save(path)
-    assert not path.read_bytes().startswith(b"\x80")  # pickle protocol header
+    data = path.read_bytes()
+    header = int.from_bytes(data[:8], "little")     # safetensors: u64 header length, then JSON
+    assert data[8:9] == b"{" and json.loads(data[8:8 + header])["__metadata__"]["hf_laps_state"]
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x80\x04not a state")
     with pytest.raises(ValueError, match="not a hf-laps state file"):

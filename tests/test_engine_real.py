@@ -26,7 +26,7 @@ def chat(tokenizer, question: str) -> str:
 @pytest.mark.slow
 def test_smollm2_prompt_lookup_equals_plain_greedy(smollm2):
     model, tokenizer = smollm2
-    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(prompt_lookup_num_tokens=10))
+    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(draft_length=10))
     accepted_lengths = []
     for prompt in (chat(tokenizer, q) for q in QUESTIONS):
         ids = tokenizer(prompt, return_tensors="pt").input_ids
@@ -42,7 +42,7 @@ def test_smollm2_prompt_lookup_equals_plain_greedy(smollm2):
 @pytest.mark.slow
 def test_smollm2_stop_string_matches_plain_generate(smollm2):
     model, tokenizer = smollm2
-    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(prompt_lookup_num_tokens=10))
+    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(draft_length=10))
     prompt = chat(tokenizer, QUESTIONS[1])
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     expected = model.generate(

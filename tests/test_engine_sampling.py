@@ -18,7 +18,7 @@ def target():
 @pytest.fixture(scope="module")
 def engine(target):
     draft = noisy_draft(target, noise=0.3)
-    return SpeculativeEngine(target, assistant_model=draft, config=EngineConfig(num_assistant_tokens=3))
+    return SpeculativeEngine(target, assistant_model=draft, config=EngineConfig(draft_length=3))
 
 
 def run_alone(engine, prompt, seed):
@@ -28,7 +28,7 @@ def run_alone(engine, prompt, seed):
 @pytest.mark.parametrize("kind", ["draft-model", "prompt-lookup"])
 def test_per_request_rng_makes_interleaving_irrelevant(target, engine, kind, tmp_path):
     if kind == "prompt-lookup":
-        engine = SpeculativeEngine(target, config=EngineConfig(prompt_lookup_num_tokens=3))
+        engine = SpeculativeEngine(target, config=EngineConfig(draft_length=3))
     prompt_list = prompts(3)
     alone = [run_alone(engine, p, seed=100 + i) for i, p in enumerate(prompt_list)]
     states = [engine.start(p, max_new_tokens=24, seed=100 + i, **SAMPLING) for i, p in enumerate(prompt_list)]

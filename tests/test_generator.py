@@ -15,7 +15,7 @@ def target():
 
 @pytest.mark.parametrize("policy", ["fcfs", "las", "lp-sjf", "laps-sd"])
 def test_results_in_input_order_and_exact(target, policy):
-    gen = LapsGenerator(target, noisy_draft(target, 0.3), policy=policy, engine_config=EngineConfig(num_assistant_tokens=3), progress=False)
+    gen = LapsGenerator(target, noisy_draft(target, 0.3), policy=policy, engine_config=EngineConfig(draft_length=3), progress=False)
     prompt_list = prompts(4)
     budgets = 30
     results = gen.generate(prompt_list, max_new_tokens=budgets, do_sample=False)

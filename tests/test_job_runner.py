@@ -119,7 +119,8 @@ def test_srpt_oracle_without_truth_is_refused_before_anything_runs(tmp_path, gen
 
 def test_srpt_oracle_request_missing_from_truth_is_an_error_on_custom_id(tmp_path, generator):
     truth = tmp_path / "truth.jsonl"
-    truth.write_text(json.dumps({"custom_id": "other", "output_tokens": 3, "busy_seconds": 0.1}) + "\n")
+    truth.write_text(json.dumps({"custom_id": "other", "prompt_tokens": 4, "output_tokens": 3, "max_new_tokens": 8,
+                                 "rounds": [[2, 1, 0.05], [2, 0, 0.05]]}) + "\n")
     config, outcome = run(tmp_path, generator, "srpt-oracle", [json.dumps(GOOD[0])], truth=str(truth))
     record = read_jsonl(config.results)[0]
     assert record["error"]["field"] == "custom_id" and "--truth" in record["error"]["message"]

@@ -97,9 +97,13 @@ def test_table_shows_the_numbers():
         assert text in table, text
 
 
-def test_rerun_request_counts_once():
-    # a crash between a request's timing record and its result reruns it: keep the last record
-    stale = dict(R1, latency=100.0, output_tokens=999)
-    s = summarize([stale, R2, R1])
+def test_rerun_request_counts_once(tmp_path):
+    # a crash between a request's timing record and its result reruns it: the one reader keeps
+    # the last record, and the summary is computed from what it read
+    from hf_laps.scheduling import read_timing_log
+    stale = dict(R1, finish=100.0, output_tokens=999)
+    log = tmp_path / "t.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in (stale, R2, R1)))
+    s = summarize([r.to_json() for r in read_timing_log(log)])
     assert s["requests"] == 2 and s["output_tokens"] == 30
     assert s["latency_mean"] == pytest.approx(2.5)

@@ -47,6 +47,7 @@ ENTRY = PolicyEntry("latest-first", lambda config, predictor: LatestFirst(), sum
 
 def write_plugin(root: Path) -> Path:
     """A package with an entry point in the hf_laps.policies group, importable from `root`."""
+    root.mkdir(parents=True, exist_ok=True)
     (root / "toy_policy.py").write_text(TOY_MODULE)
     info = root / "toy_policy-0.1.dist-info"
     info.mkdir()

@@ -11,6 +11,7 @@ from hf_laps.cli.report import read_timing_log, report
 def record(cid, arrival, start, finish, preemptions=0):
     return {"custom_id": cid, "arrival": arrival, "start": start, "first_token": start + 0.1, "finish": finish,
             "latency": finish - arrival, "queue_wait": start - arrival, "prompt_tokens": 5, "output_tokens": 8,
+            "max_new_tokens": 8,
             "rounds": [[4, 3, 0.1, 0.01], [4, 2, 0.1, 0.01]], "preemptions": preemptions, "switch_seconds": 0.0,
             "busy_seconds": 0.2, "policy": "laps-sd", "finish_reason": "length"}
 
@@ -23,7 +24,9 @@ def write_log(path, records, extra_lines=()):
 def test_report_prints_one_table_per_log_and_plots(tmp_path):
     a = write_log(tmp_path / "fcfs.timing.jsonl", [record("x", 0, 0, 1), record("y", 0, 1, 2)])
     b = write_log(tmp_path / "laps.timing.jsonl", [record("x", 0, 0, 2, preemptions=1), record("y", 0, 0.5, 1)],
-                  extra_lines=["{not json", json.dumps({"custom_id": "z", "error": "boom"})])
+                  extra_lines=[json.dumps({"custom_id": "z", "error": "boom"})])
+    with open(b, "a") as handle:
+        handle.write('{"custom_id": "torn by a cra')   # a crash mid-write: ignored
     png = tmp_path / "r.png"
     result = CliRunner().invoke(report, [str(a), str(b), "-o", str(png)])
     assert result.exit_code == 0, result.output
@@ -39,9 +42,15 @@ def test_read_timing_log_keeps_the_last_record_per_id(tmp_path):
 
 
 def test_empty_log(tmp_path):
-    log = write_log(tmp_path / "t.jsonl", [], extra_lines=["garbage"])
+    log = write_log(tmp_path / "t.jsonl", [], extra_lines=[json.dumps({"custom_id": "z", "error": "boom"})])
     result = CliRunner().invoke(report, [str(log), "-o", str(tmp_path / "p.png")])
     assert result.exit_code == 2 and "no finished requests" in result.output
+
+
+def test_a_damaged_line_is_an_error_naming_file_and_line(tmp_path):
+    log = write_log(tmp_path / "t.jsonl", [record("x", 0, 0, 1)], extra_lines=["garbage", json.dumps(record("y", 0, 0, 1))])
+    result = CliRunner().invoke(report, [str(log)])
+    assert result.exit_code == 2 and "t.jsonl:2" in result.output
 
 
 def test_timeline_rows_are_labelled_by_custom_id():
@@ -50,7 +59,7 @@ def test_timeline_rows_are_labelled_by_custom_id():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hf_laps.cli.report import _timeline
+    from hf_laps.cli.plots import _timeline
 
     fig, ax = plt.subplots()
     _timeline(ax, "laps", [record("late", 1, 1, 2), record("early", 0, 0, 1)])
@@ -59,7 +68,7 @@ def test_timeline_rows_are_labelled_by_custom_id():
 
 
 def test_occupancy_counts_waiting_and_in_progress():
-    from hf_laps.cli.report import occupancy
+    from hf_laps.cli.plots import occupancy
 
     times, waiting, running = occupancy([record("a", 0, 0, 2), record("b", 0, 2, 3), record("c", 1, 1.5, 2.5)])
     at = {t: (w, r) for t, w, r in zip(times, waiting, running)}  # the state after the last event at t
@@ -84,7 +93,7 @@ def test_report_of_2000_requests_draws_an_aggregate_timeline(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hf_laps.cli.report import _timeline
+    from hf_laps.cli.plots import _timeline
 
     fig, ax = plt.subplots()
     _timeline(ax, "big", records)

@@ -51,5 +51,5 @@ def test_make_policy_errors():
 
 def test_as_dict_round_trips():
     cfg = SchedulerConfig(num_queues=6, sup1_seconds=0.5)
-    assert SchedulerConfig(**cfg.as_dict()) == cfg
+    assert SchedulerConfig.from_dict(cfg.as_dict()) == cfg
     assert set(cfg.as_dict()) == set(SchedulerConfig.field_names())

@@ -28,4 +28,4 @@ def test_public_api():
                  "load_traces", "TimingRecord", "read_timing_log", "register_policy", "synthetic_traces", "mape"):
         assert hasattr(scheduling, name), name
     assert scheduling.POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins")
-    assert scheduling.PREDICTOR_NAMES == ("oracle", "noisy-oracle", "learned")
+    assert scheduling.PREDICTOR_NAMES == ("oracle", "noisy-oracle", "learned", "hidden")

@@ -84,7 +84,7 @@ def test_higher_queue_preempts_at_round_boundary_but_queue_mates_do_not():
     policy.admit(spec("a", arrival=1.0), 1.0)
     run(policy, "a", 2, now=1.0, seconds=0.25)          # a running in queue 1
     policy.admit(spec("early", arrival=0.5), 1.5)       # earlier arrival, same queue
-    assert policy.pick(1.5) == "a"                      # run to threshold: not preempted by a queue-mate
+    assert policy.pick(1.5) == "a"                      # run to threshold: a queue-mate waits
     off = make_policy("las", SchedulerConfig(sup1_seconds=1.0, run_to_threshold=False))
     off.admit(spec("a", arrival=1.0), 1.0)
     run(off, "a", 2, now=1.0, seconds=0.25)

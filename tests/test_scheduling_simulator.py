@@ -164,3 +164,14 @@ def test_summary_fields_and_strict_json_events():
     kinds = {e["event"] for e in result.events}
     assert {"admit", "perceptible"} <= kinds <= {"admit", "demote", "perceptible", "move"}
     json.dumps(result.events, allow_nan=False)
+
+
+def test_replay_admits_ties_in_the_recorded_admission_order_not_the_log_order():
+    # a timing log lists requests in the order they FINISHED; admission order breaks ties in
+    # arrival, so a replay must admit them as the recording did
+    from dataclasses import replace
+    traces = synthetic_traces(4, seed=3)
+    logged = [replace(t, admitted=0.01 * (4 - i)) for i, t in enumerate(traces)]   # admitted in reverse
+    order = simulate(logged, "fcfs").completion_order()
+    assert order == [t.custom_id for t in reversed(traces)]
+    assert simulate(traces, "fcfs").completion_order() == [t.custom_id for t in traces]  # no times: input order

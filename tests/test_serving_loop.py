@@ -19,7 +19,7 @@ def target():
 
 @pytest.fixture(scope="module")
 def engine(target):
-    return SpeculativeEngine(target, assistant_model=noisy_draft(target, 0.3), config=EngineConfig(num_assistant_tokens=3))
+    return SpeculativeEngine(target, assistant_model=noisy_draft(target, 0.3), config=EngineConfig(draft_length=3))
 
 
 def submissions(truth=None):

@@ -86,7 +86,8 @@ def test_mean_service_seconds_of_a_timing_log(tmp_path):
 @needs("code")
 def test_cli_writes_poisson_arrivals_from_a_timing_log(tmp_path):
     log = tmp_path / "first.timing.jsonl"
-    log.write_text(json.dumps({"custom_id": "x", "busy_seconds": 2.0}) + "\n")
+    log.write_text(json.dumps({"custom_id": "x", "prompt_tokens": 3, "output_tokens": 2, "max_new_tokens": 4,
+                               "rounds": [[0, 0, 1.5], [0, 0, 0.5]]}) + "\n")
     out = tmp_path / "w.jsonl"
     result = CliRunner().invoke(workload, ["code", "-n", "5", "--seed", "1", "-o", str(out), "--max-tokens", "16",
                                            "--utilisation", "0.5", "--from-timing-log", str(log)])

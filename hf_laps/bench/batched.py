@@ -120,7 +120,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, tokenizer, prompts = load_embedded(args.device, args.dtype)
-    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(prompt_lookup_num_tokens=args.n))
+    # no length-prediction features (fcfs needs none): new requests' prefill joins the batch
+    engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(draft_length=args.n), features=False)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"# {len(prompts)} prompts, max_new_tokens={args.max_new_tokens}, prompt lookup n={args.n}, {args.layout}, "
           f"{args.threads} threads, torch {torch.__version__}, {platform.machine()}")

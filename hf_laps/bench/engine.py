@@ -111,7 +111,7 @@ def timed(fn):
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     target, draft, tokenizer, prompts = load_pair(args)
-    config = EngineConfig(num_assistant_tokens=args.n, prompt_lookup_num_tokens=args.n)
+    config = EngineConfig(draft_length=args.n)
     engine = SpeculativeEngine(target, tokenizer, assistant_model=draft, config=config)
     hf_times, our_times, steps, accepted, mismatches = [], [], 0, 0, 0
     for prompt in prompts:  # warm-up, and the exactness check

@@ -7,16 +7,15 @@ Policies decide which request runs the next speculative round; the trace replaye
     policy.admit(spec, now); rid = policy.pick(now); ...; policy.on_round(report, now)
 """
 from .config import SchedulerConfig
-from .registry import (POLICY_NAMES, PolicyEntry, baseline_names, make_policy, policy_entry,
-                       policy_names, register_policy, unregister_policy)
+from .registry import (POLICY_NAMES, PREDICTOR_NAMES, PolicyEntry, baseline_names, make_policy,
+                       make_predictor, policy_entry, policy_names, register_policy, unregister_policy)
 from .fcfs import FCFSPolicy
 from .laps_sd import LapsSDPolicy
 from .las import LASPolicy
 from .learned import LearnedPredictor
 from .lp_sjf import LPSJFPolicy
 from .policy import Policy
-from .predictors import (PREDICTOR_NAMES, LengthPredictor, NoisyOraclePredictor,
-                         OraclePredictor, make_predictor, mape)
+from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor, mape
 from .srpt_oracle import SRPTOraclePolicy
 from .synthetic import poisson_arrivals, sample_output_length, synthetic_traces
 from .records import RoundRecord, TimingRecord, read_timing_log

@@ -62,69 +62,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass
 
 from .calibration import LengthCalibration
+from .config import GittinsConfig
 from .heap import LazyHeap
 from .policy import BasePolicy
 from .predictors import LengthPredictor
 from .progress import RequestProgress
 from .types import RequestSpec, RoundReport
-
-
-@dataclass(frozen=True)
-class GittinsConfig:
-    """Knobs of the prior-informed Gittins policy (every default tuned on replayed recordings,
-    not a law)."""
-
-    # Shrinkage of a request's seconds per token toward the job's, in tokens: early acceptance
-    # predicts late acceptance poorly, the empirical-Bayes weight measured was ~135-220 tokens.
-    kappa: float = 256.0
-    # Hysteresis h: switch from the running request only to one ranked below (1 - h) times it;
-    # 0.3 cut preemptions 292 -> 83 in the replay study at the same mean latency.
-    hysteresis: float = 0.3
-    # n, support points of each request's length distribution (and residual quantiles).
-    quantiles: int = 64
-    # Weight of each of the 10 identity pseudo-pairs of the calibration (prior: trust L_hat).
-    pseudo_weight: float = 5.0
-    # Cap on the total weight of earlier jobs' (prediction, length) pairs.
-    history_weight: float = 50.0
-    # Total weight of the N(0, 1) residual prior (a factor-e spread until data says otherwise).
-    prior_residual_weight: float = 10.0
-    # A request past every support point expects tail_fraction * g + 1 more tokens.
-    tail_fraction: float = 0.1
-    # Relative move of popS/popG, the prefill cost or the calibrated support that starts a new
-    # ranking epoch (stale ranks are recomputed lazily).
-    speed_refresh: float = 0.05
-    # Waiting requests re-predicted per round by the round-robin sweep (re-ranked only when
-    # their prediction moved by more than speed_refresh or their rank is of an old epoch).
-    sweep_per_round: int = 1
-    # Stale ranks at the top of the heap recomputed per round after an epoch change (bounds
-    # the work of one round; the rest follows in later rounds).
-    settle_per_round: int = 8
-    # False: every request costs the job-wide seconds per token (acceptance-blind ablation).
-    per_request_speed: bool = True
-
-    def __post_init__(self) -> None:
-        _check_int("quantiles", self.quantiles, 1)
-        _check_int("sweep_per_round", self.sweep_per_round, 0)
-        _check_int("settle_per_round", self.settle_per_round, 0)
-        for name in ("kappa", "pseudo_weight", "history_weight", "prior_residual_weight",
-                     "tail_fraction", "speed_refresh"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value < math.inf:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.prior_residual_weight == 0:
-            raise ValueError("prior_residual_weight must be > 0: with no finished request the "
-                             "residual distribution would be empty")
-        if not _is_number(self.hysteresis) or not 0 <= self.hysteresis < 1:
-            raise ValueError(f"hysteresis must be a number in [0, 1), got {self.hysteresis!r}")
-        if not isinstance(self.per_request_speed, bool):
-            raise ValueError(f"per_request_speed must be True or False, "
-                             f"got {self.per_request_speed!r}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def gittins_index(prefill: float, seconds_per_token: float, remaining: list[float]) -> float:
@@ -380,12 +325,3 @@ def _moved(new: float, old: float, fraction: float) -> bool:
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -2,7 +2,8 @@
 
 The "existing work" LAPS-SD is compared against: a length predictor ranks requests once, at
 admission, and the chosen request runs to completion. It shares its predictor with LAPS-SD in a
-comparison (docs/design.md#length-predictor); finished requests are fed back to the predictor (`observe`).
+comparison (docs/design.md#length-predictor); finished requests are fed back to the predictor
+(`observe`).
 """
 from __future__ import annotations
 
@@ -38,6 +39,17 @@ class LPSJFPolicy(BasePolicy):
         self._l_hat[spec.request_id] = l_hat
         self._heap.push(spec.request_id, (l_hat, spec.arrival, state.admit_seq))
         self._event("admit", state, now, queue=None, l_hat=l_hat)
+
+    def _features_arrived(self, state: RequestProgress, now: float) -> None:
+        """The prefill reported hidden-state features: predict again with them. The running
+        request keeps running (the policy is non-preemptive, and in a live loop features arrive
+        on the request's first round); the new key and L_hat show in explain() and the events,
+        and count for any driver that reports features before the request runs."""
+        spec = state.spec
+        l_hat = self.predictor.predict(spec)
+        self._l_hat[spec.request_id] = l_hat
+        self._heap.push(spec.request_id, (l_hat, spec.arrival, state.admit_seq))
+        self._event("repredict", state, now, l_hat=l_hat)
 
     def _finished(self, state: RequestProgress, report: RoundReport, now: float) -> None:
         rid = state.spec.request_id

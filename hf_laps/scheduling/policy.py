@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 from abc import ABC, abstractmethod
+from dataclasses import replace
 
 from .progress import RequestProgress
 from .types import RequestSpec, RoundReport
@@ -79,7 +80,7 @@ class BasePolicy(Policy):
     """Shared bookkeeping: per-request progress, the running request, events, finished snapshots.
 
     Subclasses implement `pick` and the hooks `_admitted`, `_progressed`, `_finished`, and may
-    extend `_explain`.
+    extend `_explain` and `_features_arrived`.
     """
 
     def __init__(self) -> None:
@@ -106,6 +107,9 @@ class BasePolicy(Policy):
             why = "already finished" if rid in self._done else "never admitted"
             raise KeyError(f"{self.name}: round reported for request {rid!r}, which is {why}")
         state.record(report, self._cost(report))
+        if report.features is not None:
+            state.spec = replace(state.spec, features=report.features)
+            self._features_arrived(state, now)
         self._measured(report, now)
         if report.finished:
             self._finished(state, report, now)
@@ -149,6 +153,10 @@ class BasePolicy(Policy):
 
     @abstractmethod
     def _admitted(self, state: RequestProgress, now: float) -> None: ...
+
+    def _features_arrived(self, state: RequestProgress, now: float) -> None:
+        """The prefill round reported features; `state.spec` now carries them (default:
+        nothing to update; predictor-driven policies re-predict here)."""
 
     def _measured(self, report: RoundReport, now: float) -> None:
         """Every round, before `_progressed` / `_finished` (default: nothing to measure)."""

@@ -6,7 +6,9 @@
 
 `oracle` and `noisy-oracle` read RequestSpec.true_output_tokens and exist for studies;
 `learned` (learned.py) is the one a user runs: ridge regression on prompt features, fitted on
-the timing logs of earlier jobs and refit as the current job's requests finish.
+the timing logs of earlier jobs and refit as the current job's requests finish. `hidden`
+(hidden_predictor.py) adds the target's own prefill hidden state and cheap request features, and
+gives quantiles as well as a point estimate.
 """
 from __future__ import annotations
 
@@ -16,9 +18,6 @@ from abc import ABC, abstractmethod
 from typing import Sequence
 
 from .types import RequestSpec
-
-PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned")
-
 
 class LengthPredictor(ABC):
     """Predicts a request's output length in tokens."""
@@ -86,33 +85,6 @@ class NoisyOraclePredictor(LengthPredictor):
 
     def observe(self, request: RequestSpec, output_tokens: int) -> None:
         self._factor.pop(request.request_id, None)
-
-
-def make_predictor(name: str, **kwargs) -> LengthPredictor:
-    """Build a predictor by name.
-
-    Args:
-        name: one of PREDICTOR_NAMES.
-        **kwargs: `noisy-oracle`: sigma (required), seed=0. `learned`: history (a path or list
-            of paths to timing-log JSONL files of earlier jobs, optional), hash_dim, ridge
-            (see LearnedPredictor).
-
-    Returns:
-        A fresh predictor (give each compared policy its own, so online refits do not leak).
-    """
-    if name == "oracle":
-        if kwargs:
-            raise ValueError(f"the oracle predictor takes no options, got {sorted(kwargs)}")
-        return OraclePredictor()
-    if name == "noisy-oracle":
-        if "sigma" not in kwargs:
-            raise ValueError("the noisy-oracle predictor needs sigma (log-normal error std; the "
-                             "spec fixes no default), e.g. make_predictor('noisy-oracle', sigma=0.5)")
-        return NoisyOraclePredictor(**kwargs)
-    if name == "learned":
-        from .learned import LearnedPredictor
-        return LearnedPredictor(**kwargs)
-    raise ValueError(f"unknown predictor {name!r}; choose one of {PREDICTOR_NAMES}")
 
 
 def mape(predictions: Sequence[float], truths: Sequence[float]) -> float:

@@ -12,7 +12,8 @@ class RequestProgress:
     Attributes:
         spec: the admitted request.
         admit_seq: admission order (0, 1, 2, ...), the last tie-breaker of every policy.
-        attained: attained service in the policy's unit (seconds, or rounds; docs/design.md#attained-seconds).
+        attained: attained service in the policy's unit (seconds, or rounds;
+            docs/design.md#attained-seconds).
         attained_seconds: execution seconds spent on the request, prefill included.
         rounds: rounds run.
         generated: tokens emitted so far (g in T_rem).

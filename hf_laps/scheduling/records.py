@@ -6,7 +6,7 @@ and the workload tools all read logs back through `read_timing_log`. The on-disk
 (docs/timing-log.md) is plain JSON, one object per line:
 
     {"custom_id": "q1", "arrival": 0.0, "start": 0.1, "first_token": 0.4, "finish": 2.3,
-     "latency": 2.3, "queue_wait": 0.1, "prompt_tokens": 51, "output_tokens": 128,
+     "admitted": 0.004, "latency": 2.3, "queue_wait": 0.1, "prompt_tokens": 51, "output_tokens": 128,
      "max_new_tokens": 128, "finish_reason": "length",
      "rounds": [[drafted, accepted, seconds, draft_seconds], ...],   # the first one prefilled
      "preemptions": 0, "switch_seconds": 0.0, "admit_seconds": 0.004, "busy_seconds": 2.1,
@@ -70,6 +70,7 @@ class TimingRecord:
     max_new_tokens: int
     rounds: tuple[RoundRecord, ...] = ()
     arrival: float = 0.0
+    admitted: float | None = None       # admission finished (ties in arrival: admission order)
     start: float | None = None          # its first round began
     first_token: float | None = None    # end of the first round that emitted a token
     finish: float | None = None
@@ -138,7 +139,7 @@ class TimingRecord:
 
 
 _REQUIRED = {"custom_id": str, "prompt_tokens": int, "output_tokens": int, "max_new_tokens": int}
-_OPTIONAL = {"arrival": float, "start": float, "first_token": float, "finish": float,
+_OPTIONAL = {"arrival": float, "admitted": float, "start": float, "first_token": float, "finish": float,
              "finish_reason": str, "preemptions": int, "switch_seconds": float,
              "admit_seconds": float, "policy": str, "prompt": str}
 

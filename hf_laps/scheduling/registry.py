@@ -1,4 +1,4 @@
-"""The policy registry: every scheduling policy by name, with the facts callers need about it.
+"""The registry: every scheduling policy (and length predictor) by name, with the facts callers need.
 
 Adding a policy is one module (the Policy subclass) plus one registry entry: a
 `register_policy` call in the list below, or, from another package, an entry point in the group
@@ -26,7 +26,9 @@ from .laps_sd import LapsSDPolicy
 from .las import LASPolicy
 from .lp_sjf import LPSJFPolicy
 from .policy import Policy
-from .predictors import LengthPredictor, make_predictor
+from .hidden_predictor import HiddenStatePredictor
+from .learned import LearnedPredictor
+from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor
 from .srpt_oracle import SRPTOraclePolicy
 
 Builder = Callable[[SchedulerConfig, "LengthPredictor | None"], Policy]
@@ -48,6 +50,38 @@ class PolicyEntry:
     baseline: bool = False
     needs_truth: bool = False
     summary: str = ""
+
+
+PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned", "hidden")
+
+
+def make_predictor(name: str, **kwargs) -> LengthPredictor:
+    """Build a predictor by name.
+
+    Args:
+        name: one of PREDICTOR_NAMES.
+        **kwargs: `noisy-oracle`: sigma (required), seed=0. `learned`: history (a path or list
+            of paths to timing-log JSONL files of earlier jobs, optional), hash_dim, ridge
+            (see LearnedPredictor). `hidden`: history, features_model, ridge, min_full,
+            min_residuals (see HiddenStatePredictor).
+
+    Returns:
+        A fresh predictor (give each compared policy its own, so online refits do not leak).
+    """
+    if name == "oracle":
+        if kwargs:
+            raise ValueError(f"the oracle predictor takes no options, got {sorted(kwargs)}")
+        return OraclePredictor()
+    if name == "noisy-oracle":
+        if "sigma" not in kwargs:
+            raise ValueError("the noisy-oracle predictor needs sigma (log-normal error std; the "
+                             "spec fixes no default), e.g. make_predictor('noisy-oracle', sigma=0.5)")
+        return NoisyOraclePredictor(**kwargs)
+    if name == "learned":
+        return LearnedPredictor(**kwargs)
+    if name == "hidden":
+        return HiddenStatePredictor(**kwargs)
+    raise ValueError(f"unknown predictor {name!r}; choose one of {PREDICTOR_NAMES}")
 
 
 _REGISTRY: dict[str, PolicyEntry] = {}
@@ -114,7 +148,7 @@ for _entry in (
                 summary="shortest true remaining time (needs --truth)"),
     PolicyEntry("laps-sd", lambda config, predictor: LapsSDPolicy(config, predictor), needs_predictor=True,
                 summary="the paper's LAPS-SD"),
-    PolicyEntry("gittins", lambda config, predictor: GittinsPolicy(predictor=predictor), needs_predictor=True,
+    PolicyEntry("gittins", lambda config, predictor: GittinsPolicy(config.gittins, predictor), needs_predictor=True,
                 summary="prior-informed Gittins index on calibrated predicted lengths (no probe)"),
 ):
     register_policy(_entry)

@@ -28,6 +28,7 @@ class Trace:
     rounds: tuple[RoundRecord, ...]
     prompt: str | None = None
     admit_seconds: float = 0.0        # recorded admission cost (tokenising, validation)
+    admitted: float | None = None     # recorded admission time: the order of ties in arrival
     finish_reason: str | None = None
     features: dict | None = None      # the length predictor's features, as logged
 
@@ -40,7 +41,8 @@ class Trace:
         return cls(custom_id=record.custom_id, arrival=record.arrival,
                    prompt_tokens=record.prompt_tokens, max_new_tokens=record.max_new_tokens,
                    output_tokens=record.output_tokens, rounds=record.rounds, prompt=record.prompt,
-                   admit_seconds=record.admit_seconds, finish_reason=record.finish_reason,
+                   admit_seconds=record.admit_seconds, admitted=record.admitted,
+                   finish_reason=record.finish_reason,
                    features=record.features)
 
     @property

@@ -24,6 +24,10 @@ class RequestSpec:
         true_output_tokens: ground truth, read only by the `oracle` / `noisy-oracle` predictors.
         true_service_seconds: ground truth total execution seconds (prefill and every round),
             read only by `srpt-oracle`.
+        features: the target's projected hidden state at the end of prefill (hf_laps.features);
+            None until the prefill round reports it (or when replaying a log without them).
+        has_stop: the request has stop strings (it may end long before max_new_tokens).
+        is_chat: the prompt went through a chat template (a chat reply, not a completion).
     """
 
     request_id: str
@@ -33,6 +37,9 @@ class RequestSpec:
     prompt: str | None = None
     true_output_tokens: int | None = None
     true_service_seconds: float | None = None
+    features: tuple[float, ...] | None = None
+    has_stop: bool = False
+    is_chat: bool = False
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -61,6 +68,7 @@ class RoundReport:
         verify_seconds: the target forward + accept part, T_target.
         finished: the request is complete; it leaves the policy.
         prefill: this round also prefilled the prompt (a request's first round).
+        features: length-prediction features computed by that prefill (prefill round only).
     """
 
     request_id: str
@@ -72,6 +80,7 @@ class RoundReport:
     verify_seconds: float
     finished: bool
     prefill: bool = False
+    features: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.accepted <= max(self.drafted, 0):

@@ -1,0 +1,200 @@
+"""The `hidden` length predictor: online ridge on cheap features and the target's hidden state.
+
+Features of a request:
+    cheap  c = [1, log1p(prompt_tokens), log(max_new_tokens), has_stop, is_chat]
+    hidden z = RequestSpec.features: the target's last-prompt-token state of a middle and the
+               final layer, randomly projected (hf_laps.features; about N(0, 1) each)
+Two models of y = log(output tokens), each an exact ridge regression kept up to date by
+recursive least squares (the update and its math are in learned.py):
+    cheap model  y ~ w_c . c           (every request)
+    full model   y ~ w_f . [c, z]      (requests whose features are known)
+A request with features is predicted by the full model once that has seen `min_full` examples;
+otherwise (features not yet reported, a log without them, another model's features) by the cheap
+model. Point prediction: L_hat = clip(exp(w . x), 1, max_new_tokens), a median-like estimate.
+
+A distribution, for policies that need one: each model keeps its recent out-of-sample residuals
+r = y - w . x (computed BEFORE the example updates w, so they measure the error on unseen
+requests), and the q-quantile of the length is
+    Q(q) = clip(exp(w . x + quantile_q(r)), 1, max_new_tokens).
+Before a model has `min_residuals` residuals it assumes log-length is uniform on
+[0, log max_new_tokens], i.e. Q(q) = max_new_tokens ** q (it knows nothing but the cap).
+
+Training data: `observe` after every finished request (online), and `history`: timing logs of
+earlier jobs whose records carry prompt_tokens, max_new_tokens, output_tokens, optionally
+has_stop / is_chat, and "features": a feature_codec blob. Blobs from another model than
+`features_model` (default: the model of the first blob read) are dropped with a warning; those
+requests still train the cheap model.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from typing import Iterable, Sequence
+
+from .feature_codec import decode_features
+from .predictors import LengthPredictor, clip_length
+from .records import PathLike, iter_log_objects
+from .types import RequestSpec
+
+CHEAP_DIM = 5
+RESIDUAL_WINDOW = 1000   # most recent residuals a model keeps for its quantiles
+
+
+class RidgeRLS:
+    """Exact ridge regression w = (Lambda + X^T X)^{-1} X^T y, one example at a time.
+
+    Lambda = diag(eps, ridge, ..., ridge): index 0 is the bias and almost unregularised. With
+    P = (Lambda + X^T X)^{-1}, one example (x, y) does u = P x, k = 1 / (1 + x . u),
+    w += k u (y - w . x), P -= k u u^T: O(D^2), no matrix solve.
+    """
+
+    def __init__(self, dim: int, ridge: float) -> None:
+        self.dim = dim
+        self.w = [0.0] * dim
+        self.p = [[0.0] * dim for _ in range(dim)]
+        for i in range(dim):
+            self.p[i][i] = 1e6 if i == 0 else 1.0 / ridge
+        self.count = 0
+        self.residuals: deque[float] = deque(maxlen=RESIDUAL_WINDOW)
+
+    def mean(self, x: Sequence[float]) -> float:
+        return sum(wi * xi for wi, xi in zip(self.w, x))
+
+    def update(self, x: Sequence[float], y: float, keep_residual: bool) -> None:
+        err = y - self.mean(x)
+        if keep_residual:
+            self.residuals.append(err)
+        p, w = self.p, self.w
+        u = [sum(pij * xj for pij, xj in zip(row, x)) for row in p]     # u = P x (P symmetric)
+        k = 1.0 / (1.0 + sum(ui * xi for ui, xi in zip(u, x)))
+        for i, ui in enumerate(u):
+            if ui:
+                w[i] += k * ui * err
+                row, scale = p[i], k * ui
+                for j, uj in enumerate(u):
+                    row[j] -= scale * uj
+        self.count += 1
+
+
+class HiddenStatePredictor(LengthPredictor):
+    """See the module docstring.
+
+    Args:
+        history: timing-log JSONL path(s) of earlier jobs (optional).
+        features_model: fingerprint of the model whose features are trusted (hf_laps.features:
+            `engine.features.fingerprint`); None = the first one seen in the history.
+        ridge: lambda of both models (the hidden features are ~N(0, 1), so lambda is in units of
+            examples: it shrinks each weight as much as `ridge` examples would pull it).
+        min_full: examples with features the full model needs before it is trusted.
+        min_residuals: residuals a model needs before its quantiles are trusted.
+    """
+
+    name = "hidden"
+
+    def __init__(self, history: PathLike | Iterable[PathLike] | None = None, *,
+                 features_model: str | None = None, ridge: float = 30.0, min_full: int = 20,
+                 min_residuals: int = 10) -> None:
+        if not ridge > 0:
+            raise ValueError(f"ridge must be > 0, got {ridge!r}")
+        self.ridge = float(ridge)
+        self.features_model = features_model
+        self.min_full, self.min_residuals = min_full, min_residuals
+        self.cheap = RidgeRLS(CHEAP_DIM, self.ridge)
+        self.full: RidgeRLS | None = None          # built when the first features arrive
+        self._warned_dim = False
+        if history is not None:
+            self.fit(self.load_history(history))
+
+    # ---- the predictor interface ---------------------------------------------------------
+    def predict(self, request: RequestSpec) -> float:
+        model, x = self._model_for(request)
+        if model is None:
+            return float(request.max_new_tokens)
+        return clip_length(math.exp(min(model.mean(x), 30.0)), request)
+
+    def predict_quantiles(self, request: RequestSpec, qs: Sequence[float]) -> list[float]:
+        """Output-length quantiles (tokens, in [1, max_new_tokens]) for each q in `qs` (0..1)."""
+        if any(not 0.0 <= q <= 1.0 for q in qs):
+            raise ValueError(f"quantile levels must be in [0, 1], got {list(qs)}")
+        model, x = self._model_for(request)
+        if model is None or len(model.residuals) < self.min_residuals:
+            return [clip_length(float(request.max_new_tokens) ** q, request) for q in qs]
+        mu, ordered = model.mean(x), sorted(model.residuals)
+        return [clip_length(math.exp(min(mu + _quantile(ordered, q), 30.0)), request) for q in qs]
+
+    def observe(self, request: RequestSpec, output_tokens: int) -> None:
+        y = math.log(max(output_tokens, 1))
+        c = cheap_features(request)
+        self.cheap.update(c, y, keep_residual=self.cheap.count >= self.min_residuals)
+        z = self._usable(request.features)
+        if z is not None:
+            if self.full is None:
+                self.full = RidgeRLS(CHEAP_DIM + len(z), self.ridge)
+            self.full.update(c + list(z), y, keep_residual=self.full.count >= self.min_full)
+
+    def fit(self, examples: Iterable[tuple[RequestSpec, int]]) -> "HiddenStatePredictor":
+        """Add (request, output_tokens) examples, in order; returns self."""
+        for request, output_tokens in examples:
+            self.observe(request, output_tokens)
+        return self
+
+    # ---- history -------------------------------------------------------------------------
+    def load_history(self, paths: PathLike | Iterable[PathLike]) -> list[tuple[RequestSpec, int]]:
+        """(request, output_tokens) from timing logs; features decoded and checked per record."""
+        examples = {}
+        for where, record in iter_log_objects(paths):
+            features = None
+            blob = record.get("features")
+            if blob is not None:
+                if self.features_model is None and isinstance(blob, dict) and isinstance(blob.get("model"), str):
+                    self.features_model = blob["model"]
+                features = decode_features(blob, expected_model=self.features_model)
+            try:
+                spec = RequestSpec(
+                    request_id=str(record.get("custom_id", where)), arrival=0.0,
+                    prompt_tokens=int(record["prompt_tokens"]),
+                    max_new_tokens=int(record["max_new_tokens"]),
+                    features=features, has_stop=bool(record.get("has_stop", False)),
+                    is_chat=bool(record.get("is_chat", False)))
+                output_tokens = int(record["output_tokens"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: not a length example ({exc})") from None
+            examples.pop(spec.request_id, None)     # a re-run: the last record counts
+            examples[spec.request_id] = (spec, output_tokens)
+        return list(examples.values())
+
+    # ---- internals -----------------------------------------------------------------------
+    def _model_for(self, request: RequestSpec) -> tuple[RidgeRLS | None, list[float]]:
+        c = cheap_features(request)
+        z = self._usable(request.features)
+        if z is not None and self.full is not None and self.full.count >= self.min_full:
+            return self.full, c + list(z)
+        if self.cheap.count == 0:
+            return None, c
+        return self.cheap, c
+
+    def _usable(self, features: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        """The features if they fit the full model's size (another recipe: warn once, drop)."""
+        if features is None:
+            return None
+        if self.full is not None and CHEAP_DIM + len(features) != self.full.dim:
+            if not self._warned_dim:
+                warnings.warn(f"length-prediction features ignored: {len(features)} values, the "
+                              f"predictor was trained on {self.full.dim - CHEAP_DIM}", stacklevel=3)
+                self._warned_dim = True
+            return None
+        return features
+
+
+def cheap_features(request: RequestSpec) -> list[float]:
+    """[1, log1p(prompt_tokens), log(max_new_tokens), has_stop, is_chat]."""
+    return [1.0, math.log1p(request.prompt_tokens), math.log(request.max_new_tokens),
+            float(request.has_stop), float(request.is_chat)]
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """Linear-interpolated q-quantile (0..1) of a sorted, non-empty sequence."""
+    rank = (len(ordered) - 1) * q
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
