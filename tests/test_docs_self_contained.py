@@ -26,7 +26,9 @@ ANCHOR = re.compile(r'<a id="([^"]+)"></a>')
 def repo_text_files():
     for root, dirs, files in os.walk(REPO):
         rel_root = Path(root).relative_to(REPO)
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")
+        # hidden folders (.git, .ci-venv, ...) and virtual environments hold other projects' text
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
+                   and not (Path(root) / d / "pyvenv.cfg").exists()
                    and (rel_root / d) != Path("benchmarks", "data")]
         for name in files:
             path = Path(root) / name
