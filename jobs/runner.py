@@ -31,7 +31,7 @@ from hf_laps.jobs.notices import input_warnings
 from hf_laps.jobs.shard import ShardSpec
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writable
 from hf_laps.jobs.stopping import graceful_stop
-from hf_laps.jobs.summary import format_summary_table, summarize
+from hf_laps.jobs.summary import summarize
 from hf_laps.preflight import check_device, check_model_location
 from hf_laps.engine_config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig, policy_entry

@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from hf_laps import EngineConfig, LapsGenerator
 from hf_laps.engine_executor import EngineExecutor
-from hf_laps.loop import ServingLoop, Submission
+from hf_laps.loop import ServingLoop
 from hf_laps.scheduling import make_policy, make_predictor
 from tests import hf_reference as ref
 from tests.test_cli_run import EXAMPLES, hf_laps

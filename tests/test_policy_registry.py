@@ -5,13 +5,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from hf_laps.replay import simulate
-from hf_laps.scheduling import (POLICY_NAMES, PolicyEntry, baseline_names, make_policy, policy_entry,
+from hf_laps.scheduling import (POLICY_NAMES, baseline_names, make_policy, policy_entry,
                                 policy_names, register_policy, synthetic_traces, unregister_policy)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +84,7 @@ def test_a_registered_policy_replays_like_any_other(tmp_path):
 
 
 def test_hf_laps_run_runs_a_plugin_policy(tmp_path, tiny_model_dir):
-    plugin = write_plugin(tmp_path / "plugin")  # noqa: F841 - on PYTHONPATH below
+    write_plugin(tmp_path / "plugin")  # put on PYTHONPATH below
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(tmp_path / "plugin"), str(REPO)]))
     out = tmp_path / "results.jsonl"
     done = subprocess.run([sys.executable, "-m", "hf_laps.cli.main", "run", EXAMPLES, "-o", out, "--model",
