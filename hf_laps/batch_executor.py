@@ -10,11 +10,11 @@ from __future__ import annotations
 from hf_laps.batched import BatchedRound
 from hf_laps.engine import SpeculativeEngine
 from hf_laps.engine_executor import EngineExecutor
-from hf_laps.loop import BatchRan
+from hf_laps.executor import BatchRan
 
 
 class BatchEngineExecutor(EngineExecutor):
-    """Runs submissions on `engine`, up to a whole batch per round (see `hf_laps.loop.BatchExecutor`)."""
+    """Runs submissions on `engine`, up to a whole batch per round (see `hf_laps.executor.BatchExecutor`)."""
 
     def __init__(self, engine: SpeculativeEngine, layout: str = "packed") -> None:
         super().__init__(engine)

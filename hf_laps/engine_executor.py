@@ -9,14 +9,14 @@ from __future__ import annotations
 import time
 
 from hf_laps.engine import SpeculativeEngine
-from hf_laps.loop import Finished, RequestRejected, Started, Submission
+from hf_laps.executor import Finished, RequestRejected, Started, Submission
 from hf_laps.scheduling import RequestSpec, RoundReport
 from hf_laps.scheduling.feature_codec import encode_features
 from hf_laps.state import GenerationState
 
 
 class EngineExecutor:
-    """Runs submissions on `engine`; see `hf_laps.loop.Executor` for the contract."""
+    """Runs submissions on `engine`; see `hf_laps.executor.Executor` for the contract."""
 
     def __init__(self, engine: SpeculativeEngine) -> None:
         self.engine = engine

@@ -18,7 +18,8 @@ from hf_laps.engine import EngineConfig, SpeculativeEngine
 from hf_laps.batch_executor import BatchEngineExecutor
 from hf_laps.engine_executor import EngineExecutor
 from hf_laps.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts  # noqa: F401 (re-exported)
-from hf_laps.loop import Completion, ServingLoop, Submission
+from hf_laps.executor import Completion, Submission
+from hf_laps.loop import ServingLoop
 from hf_laps.progress import batch_progress
 from hf_laps.scheduling import Policy, SchedulerConfig, make_policy, make_predictor
 from hf_laps.scheduling.records import TimingRecord

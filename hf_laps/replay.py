@@ -21,7 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence, Union
 
-from hf_laps.loop import Finished, ServingLoop, Started, Submission, VirtualClock
+from hf_laps.clock import VirtualClock
+from hf_laps.executor import Finished, Started, Submission
+from hf_laps.loop import ServingLoop
 from hf_laps.scheduling import (LengthPredictor, Policy, RoundReport, SchedulerConfig, Trace,
                                 make_policy)
 from hf_laps.scheduling.feature_codec import decode_features
@@ -146,7 +148,7 @@ class _Replay:
 
 
 class TraceReplayer:
-    """Executor playing recorded traces (see `hf_laps.loop.Executor`); submissions are matched
+    """Executor playing recorded traces (see `hf_laps.executor.Executor`); submissions are matched
     to traces by request_id and admitted at the submission's arrival."""
 
     def __init__(self, traces: Sequence[Trace], cost: CostModel | None = None) -> None:

@@ -27,7 +27,8 @@ from hf_laps.batch_executor import BatchEngineExecutor
 from hf_laps.bench.engine import PROMPT_TEXTS
 from hf_laps.engine import EngineConfig, SpeculativeEngine
 from hf_laps.engine_executor import EngineExecutor
-from hf_laps.loop import ServingLoop, Submission
+from hf_laps.executor import Submission
+from hf_laps.loop import ServingLoop
 from hf_laps.scheduling import make_policy
 
 EXTRA_TEXTS = [
