@@ -24,7 +24,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hf_laps.jobs.runner import JobConfig, build_generator, load_requests, run_job
+from hf_laps.jobs.requests import load_requests
+from hf_laps.jobs.runner import JobConfig, build_generator, run_job
 from hf_laps.jobs.summary import summarize
 from hf_laps.replay import ParametricCost, simulate
 from hf_laps.scheduling import (LearnedPredictor, Policy, SchedulerConfig, baseline_names, load_length_examples,

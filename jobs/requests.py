@@ -282,3 +282,20 @@ def _options(src: dict, prefix: str) -> dict[str, Any]:
     }
 
 
+def load_requests(path: str) -> tuple[list[JobRequest], list[LineError]]:
+    """A JSONL file, or a `datasets` dataset saved with `save_to_disk` (one request per row)."""
+    if os.path.isdir(path):
+        import datasets
+
+        rows = datasets.load_from_disk(path)
+        parsed = [parse_line(index + 1, json.dumps(_row_request(index, row))) for index, row in enumerate(rows)]
+        return [p for p in parsed if isinstance(p, JobRequest)], [p for p in parsed if isinstance(p, LineError)]
+    return read_requests(path)
+
+
+def _row_request(index: int, row: dict) -> dict:
+    row = {k: v for k, v in row.items() if v is not None}
+    row.setdefault("custom_id", f"row-{index}")
+    if "prompt" not in row and "messages" not in row and "text" in row:
+        row["prompt"] = row.pop("text")
+    return row

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from hf_laps.jobs.records import error_record, line_error_record, record_key, success_record
-from hf_laps.jobs.requests import JobRequest, LineError, parse_line, read_requests
+from hf_laps.jobs.requests import JobRequest, load_requests
 from hf_laps.jobs.notices import input_warnings
 from hf_laps.jobs.shard import ShardSpec
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writable
@@ -175,25 +175,6 @@ def _start(config, requests, line_errors, generator, stop, started, policy) -> J
         with contextlib.suppress(FileNotFoundError):
             os.remove(config.summary)  # it described the outputs as they were; rewritten at the end
         return _run(config, requests, line_errors, results, timing, generator, stop, started, policy)
-
-
-def load_requests(path: str) -> tuple[list[JobRequest], list[LineError]]:
-    """A JSONL file, or a `datasets` dataset saved with `save_to_disk` (one request per row)."""
-    if Path(path).is_dir():
-        import datasets
-
-        rows = datasets.load_from_disk(path)
-        parsed = [parse_line(index + 1, json.dumps(_row_request(index, row))) for index, row in enumerate(rows)]
-        return [p for p in parsed if isinstance(p, JobRequest)], [p for p in parsed if isinstance(p, LineError)]
-    return read_requests(path)
-
-
-def _row_request(index: int, row: dict) -> dict:
-    row = {k: v for k, v in row.items() if v is not None}
-    row.setdefault("custom_id", f"row-{index}")
-    if "prompt" not in row and "messages" not in row and "text" in row:
-        row["prompt"] = row.pop("text")
-    return row
 
 
 def _run(config, requests, line_errors, results, timing, generator, stop, started, policy) -> JobOutcome:

@@ -34,7 +34,8 @@ from typing import Callable
 from hf_laps.jobs import manifest as files
 from hf_laps.jobs.manifest import Manifest, ManifestMismatch, ShardStatus
 from hf_laps.jobs.merge import merge_shards
-from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig, JobOutcome, load_requests, run_job
+from hf_laps.jobs.requests import load_requests
+from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig, JobOutcome, run_job
 from hf_laps.jobs.shard import ShardSpec, manifest_path, plan_digest, plan_shards
 from hf_laps.jobs.stopping import graceful_stop
 
