@@ -6,23 +6,22 @@
         ...   # one Completion per request, in the order requests finish
 
 At every round boundary the loop admits the requests whose arrival the clock has reached, asks
-the policy which request runs next, starts or resumes it, runs exactly one speculative round,
-and reports the round to the policy. Running another request than last round is a preemption of
-the one that ran last. KV caches of paused requests stay on the device while their bytes fit
-`kv_budget_bytes`; beyond it the least recently run ones are parked in CPU memory and moved back
-when they run again: the seconds spent moving are the request's switch cost.
+the policy which requests run next (`Policy.pick_batch(now, B)`, B = `max_batch_size`), starts
+or resumes them, runs exactly one speculative round of each, and reports every round to the
+policy. B = 1 is not a separate path: it is a batch of one (`pick_batch(now, 1)` is
+`[pick(now)]` for every policy), run through `run_round`, or `run_batch` where the executor has
+it. A request that ran last round and is left out of this one is preempted. KV caches of paused
+requests stay on the device while their bytes fit `kv_budget_bytes`; beyond it the least
+recently run ones are parked in CPU memory and moved back when they run again: the seconds spent
+moving are the request's switch cost.
 
 What a request costs comes from the executor (`Executor`): the engine executor measures it, the
 trace replayer takes it from a cost model. The loop charges every cost to its clock: a
 `RealClock` ignores the charge (the time really passed), a `VirtualClock` advances by it. So a
 real run and its replay differ only by the cost model, never by the rules.
 
-With `max_batch_size` B > 1 the policy picks up to B requests (`Policy.pick_batch`) and the
-executor runs one round of all of them at once (`run_batch`: one shared verify forward); the
-clock is charged the batched round's seconds once, and every request's round is reported to the
-policy. The same rules hold otherwise: a request that ran last round and is left out of this one
-is preempted; the KV budget parks only caches of requests outside the running batch. If the
-batched round raises, each of its requests runs its round alone, so only the faulty one fails.
+A batched round (`run_batch`: one shared verify forward) charges the clock its seconds once.
+If it raises, each of its requests runs its round alone, so only the faulty one fails.
 
 Under greedy decoding a request's tokens do not depend on the schedule (tests check it): the
 policy changes only WHEN rounds run, never what a round computes.
@@ -104,36 +103,10 @@ class ServingLoop:
         pending = sorted(submissions, key=lambda s: s.arrival)
         pending.reverse()  # pop() from the end = earliest arrival
         self.clock.reset()
-        if self.max_batch_size > 1:
-            yield from self._run_batched(pending)
-            return
-        running: str | None = None
+        running: set[str] = set()  # the requests of the last round (B = 1: at most one)
         while (pending or self.live) and not self.stop_requested:
             yield from self._admit_arrived(pending)
-            request_id = self.policy.pick(self.now())
-            if request_id is None:
-                if self.live:
-                    raise RuntimeError(f"{self.policy.name} picked nothing while {len(self.live)} requests wait")
-                if pending:
-                    self.clock.wait_until(pending[-1].arrival, lambda: self.stop_requested)
-                continue
-            live = self.live.get(request_id)
-            if live is None:
-                raise RuntimeError(f"{self.policy.name} picked {request_id!r}, which is not waiting")
-            if running is not None and running != request_id and running in self.live:
-                self.live[running].preemptions += 1
-            running = request_id
-            completion = self._run_round(live)
-            if completion is not None:
-                running = None
-                yield completion
-            self._enforce_kv_budget({running} if running is not None else set())
-
-    def _run_batched(self, pending: list[Submission]) -> Iterator[Completion]:
-        """`run` with up to `max_batch_size` requests per round."""
-        running: set[str] = set()
-        while (pending or self.live) and not self.stop_requested:
-            yield from self._admit_arrived(pending)
+            # B = 1 is a batch of one: pick_batch(now, 1) == [pick(now)] for every policy
             request_ids = self.policy.pick_batch(self.now(), self.max_batch_size)
             if not request_ids:
                 if self.live:
@@ -141,10 +114,8 @@ class ServingLoop:
                 if pending:
                     self.clock.wait_until(pending[-1].arrival, lambda: self.stop_requested)
                 continue
-            unknown = [rid for rid in request_ids if rid not in self.live]
-            if unknown or len(set(request_ids)) != len(request_ids):
-                raise RuntimeError(f"{self.policy.name} picked {request_ids!r}; not waiting: {unknown!r}")
-            for rid in running - set(request_ids):
+            self._check_picked(request_ids)
+            for rid in running - set(request_ids):  # ran last round, left out of this one
                 if rid in self.live:
                     self.live[rid].preemptions += 1
             running = set(request_ids)
@@ -152,6 +123,11 @@ class ServingLoop:
                 running.discard(completion.submission.request_id)
                 yield completion
             self._enforce_kv_budget(running)
+
+    def _check_picked(self, request_ids: list[str]) -> None:
+        unknown = [rid for rid in request_ids if rid not in self.live]
+        if unknown or len(set(request_ids)) != len(request_ids):
+            raise RuntimeError(f"{self.policy.name} picked {request_ids!r}; not waiting: {unknown!r}")
 
     def _admit_arrived(self, pending: list[Submission]) -> Iterator[Completion]:
         while pending and pending[-1].arrival <= self.now():
@@ -183,6 +159,9 @@ class ServingLoop:
 
     def _run_batch(self, lives: list[_Live]) -> list[Completion]:
         """One batched round of `lives`; returns the Completions of those that left the loop."""
+        if not hasattr(self.executor, "run_batch"):  # a batch of one (B > 1 is refused at init)
+            completion = self._run_round(lives[0])
+            return [] if completion is None else [completion]
         for live in lives:
             self._prepare(live)
         try:
