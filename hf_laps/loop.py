@@ -15,6 +15,14 @@ requests stay on the device while their bytes fit `kv_budget_bytes`; beyond it t
 recently run ones are parked in CPU memory and moved back when they run again: the seconds spent
 moving are the request's switch cost.
 
+`kv_capacity_bytes` bounds the device bytes of all KV caches by admission: every admitted
+request reserves its worst case, (prompt + max_new_tokens) tokens x the executor's
+`kv_bytes_per_token()`, and an arrived request is admitted to the policy only while the
+reservations of the admitted ones plus its own fit the capacity. Until then it waits, after the
+requests that arrived before it (first come, first admitted); a finishing request frees its
+reservation. A request whose worst case exceeds the capacity alone can never run: it leaves at
+once as a rejected Completion naming both figures.
+
 What a request costs comes from the executor (`Executor`): the engine executor measures it, the
 trace replayer takes it from a cost model. The loop charges every cost to its clock: a
 `RealClock` ignores the charge (the time really passed), a `VirtualClock` advances by it. So a
@@ -28,11 +36,12 @@ policy changes only WHEN rounds run, never what a round computes.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from hf_laps.clock import RealClock, VirtualClock
-from hf_laps.executor import Completion, Executor, Finished, RequestRejected, Submission
+from hf_laps.executor import Completion, Executor, Finished, RequestRejected, Started, Submission
 from hf_laps.scheduling import Policy, RoundReport
 from hf_laps.scheduling.records import RoundRecord, TimingRecord
 
@@ -51,6 +60,7 @@ class _Live:
     switch_seconds: float = 0.0
     parked: bool = False
     kv_bytes: int = 0  # refreshed after each of its rounds (only they change it)
+    reserved_bytes: int = 0  # its worst-case KV bytes, held against kv_capacity_bytes
     rounds: list[RoundRecord] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
 
@@ -66,15 +76,23 @@ class ServingLoop:
         kv_budget_bytes: device bytes allowed for the KV caches of paused requests; None keeps
             every cache on the device.
         max_batch_size: requests per round (B); B > 1 needs an executor with `run_batch`.
+        kv_capacity_bytes: device bytes all admitted requests' KV caches may reach at worst;
+            admission waits while they would not fit (needs `executor.kv_bytes_per_token`).
+            None admits every request on arrival.
         on_round: called with every RoundReport after the policy saw it (progress bars, the
             replay's schedule).
     """
 
     def __init__(self, executor: Executor, policy: Policy, *, clock: RealClock | VirtualClock | None = None,
                  kv_budget_bytes: int | None = None, on_round: Callable[[RoundReport], None] | None = None,
-                 max_batch_size: int = 1):
+                 max_batch_size: int = 1, kv_capacity_bytes: int | None = None):
         if kv_budget_bytes is not None and kv_budget_bytes < 0:
             raise ValueError(f"kv_budget_bytes must be >= 0, got {kv_budget_bytes}")
+        if kv_capacity_bytes is not None and kv_capacity_bytes < 0:
+            raise ValueError(f"kv_capacity_bytes must be >= 0, got {kv_capacity_bytes}")
+        if kv_capacity_bytes is not None and not hasattr(executor, "kv_bytes_per_token"):
+            raise ValueError(f"kv_capacity_bytes needs an executor with kv_bytes_per_token; "
+                             f"{type(executor).__name__} has none")
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_batch_size > 1 and not hasattr(executor, "run_batch"):
@@ -88,8 +106,11 @@ class ServingLoop:
         self.kv_budget_bytes = kv_budget_bytes
         self.on_round = on_round
         self.max_batch_size = max_batch_size
+        self.kv_capacity_bytes = kv_capacity_bytes
         self.stop_requested = False
         self.live: dict[str, _Live] = {}
+        # started by the executor, waiting for KV capacity before the policy sees them (FIFO)
+        self.held: deque[tuple[Submission, Started]] = deque()
 
     def stop(self) -> None:
         """Finish the current round, then return (Ctrl-C); unfinished requests are dropped."""
@@ -104,7 +125,7 @@ class ServingLoop:
         pending.reverse()  # pop() from the end = earliest arrival
         self.clock.reset()
         running: set[str] = set()  # the requests of the last round (B = 1: at most one)
-        while (pending or self.live) and not self.stop_requested:
+        while (pending or self.held or self.live) and not self.stop_requested:
             yield from self._admit_arrived(pending)
             # B = 1 is a batch of one: pick_batch(now, 1) == [pick(now)] for every policy
             request_ids = self.policy.pick_batch(self.now(), self.max_batch_size)
@@ -130,6 +151,7 @@ class ServingLoop:
             raise RuntimeError(f"{self.policy.name} picked {request_ids!r}; not waiting: {unknown!r}")
 
     def _admit_arrived(self, pending: list[Submission]) -> Iterator[Completion]:
+        """Start every arrived submission, then admit the held ones that fit the KV capacity."""
         while pending and pending[-1].arrival <= self.now():
             submission = pending.pop()
             try:
@@ -138,13 +160,48 @@ class ServingLoop:
                 yield Completion(submission, error=str(exc), rejected=True)
                 continue
             self.clock.charge(started.seconds)
-            live = _Live(submission, admitted=self.now(), admit_seconds=started.seconds)
+            self.held.append((submission, started))
+        yield from self._admit_held()
+
+    def _admit_held(self) -> Iterator[Completion]:
+        """Admit held requests in arrival order while their worst-case KV bytes fit."""
+        while self.held:
+            submission, started = self.held[0]
+            need = self._worst_case_bytes(started)
+            capacity = self.kv_capacity_bytes
+            if capacity is not None and need > capacity:  # cannot fit even alone
+                self.held.popleft()
+                yield self._reject_too_big(submission, started, need)
+                continue
+            if capacity is not None and self._reserved_bytes() + need > capacity:
+                return  # wait for a running request to finish and free its reservation
+            self.held.popleft()
+            live = _Live(submission, admitted=self.now(), admit_seconds=started.seconds, reserved_bytes=need)
             if started.done:  # nothing to generate (budget 0)
                 live.start = live.first_token = self.now()
                 yield self._finish(live)
                 continue
             self.live[submission.request_id] = live
             self.policy.admit(started.spec, self.now())
+
+    def _worst_case_bytes(self, started: Started) -> int:
+        """KV bytes the request may reach: its prompt and its whole token budget, cached."""
+        if self.kv_capacity_bytes is None or started.done:
+            return 0
+        tokens = started.spec.prompt_tokens + started.spec.max_new_tokens
+        return tokens * self.executor.kv_bytes_per_token()
+
+    def _reserved_bytes(self) -> int:
+        # a cache measured above its estimate (a model the per-token figure misjudges) counts as measured
+        return sum(max(live.reserved_bytes, live.kv_bytes) for live in self.live.values())
+
+    def _reject_too_big(self, submission: Submission, started: Started, need: int) -> Completion:
+        finished = self.executor.release(submission.request_id)
+        spec = started.spec
+        message = (f"the request needs up to {need} bytes of KV cache (prompt {spec.prompt_tokens} + max_new_tokens "
+                   f"{spec.max_new_tokens} tokens x {self.executor.kv_bytes_per_token()} bytes per token), more than "
+                   f"the KV capacity of {self.kv_capacity_bytes} bytes")
+        return Completion(submission, finished.payload, error=message, rejected=True)
 
     def _run_round(self, live: _Live) -> Completion | None:
         """One round of `live`; returns its Completion when it left the loop."""
@@ -190,7 +247,7 @@ class ServingLoop:
         if live.first_token is None and report.emitted:
             live.first_token = now
         live.rounds.append(report.to_record())
-        if self.kv_budget_bytes is not None:
+        if self.kv_budget_bytes is not None or self.kv_capacity_bytes is not None:
             live.kv_bytes = self.executor.kv_bytes(request_id)
         self.policy.on_round(report, now)
         if self.on_round is not None:
