@@ -106,6 +106,7 @@ class ServingLoop:
         self.kv_budget_bytes = kv_budget_bytes
         self.on_round = on_round
         self.max_batch_size = max_batch_size
+        self.batches = hasattr(executor, "run_batch")  # else every round runs alone (run_round)
         self.kv_capacity_bytes = kv_capacity_bytes
         self.stop_requested = False
         self.live: dict[str, _Live] = {}
@@ -135,20 +136,21 @@ class ServingLoop:
                 if pending:
                     self.clock.wait_until(pending[-1].arrival, lambda: self.stop_requested)
                 continue
-            self._check_picked(request_ids)
-            for rid in running - set(request_ids):  # ran last round, left out of this one
+            picked = set(request_ids)
+            if len(picked) != len(request_ids) or not picked <= self.live.keys():
+                self._refuse_pick(request_ids)
+            for rid in running - picked:  # ran last round, left out of this one
                 if rid in self.live:
                     self.live[rid].preemptions += 1
-            running = set(request_ids)
+            running = picked
             for completion in self._run_batch([self.live[rid] for rid in request_ids]):
                 running.discard(completion.submission.request_id)
                 yield completion
             self._enforce_kv_budget(running)
 
-    def _check_picked(self, request_ids: list[str]) -> None:
+    def _refuse_pick(self, request_ids: list[str]) -> None:
         unknown = [rid for rid in request_ids if rid not in self.live]
-        if unknown or len(set(request_ids)) != len(request_ids):
-            raise RuntimeError(f"{self.policy.name} picked {request_ids!r}; not waiting: {unknown!r}")
+        raise RuntimeError(f"{self.policy.name} picked {request_ids!r}; not waiting: {unknown!r}")
 
     def _admit_arrived(self, pending: list[Submission]) -> Iterator[Completion]:
         """Start every arrived submission, then admit the held ones that fit the KV capacity."""
@@ -161,7 +163,8 @@ class ServingLoop:
                 continue
             self.clock.charge(started.seconds)
             self.held.append((submission, started))
-        yield from self._admit_held()
+        if self.held:
+            yield from self._admit_held()
 
     def _admit_held(self) -> Iterator[Completion]:
         """Admit held requests in arrival order while their worst-case KV bytes fit."""
@@ -216,7 +219,7 @@ class ServingLoop:
 
     def _run_batch(self, lives: list[_Live]) -> list[Completion]:
         """One batched round of `lives`; returns the Completions of those that left the loop."""
-        if not hasattr(self.executor, "run_batch"):  # a batch of one (B > 1 is refused at init)
+        if not self.batches:  # a batch of one (B > 1 is refused at init)
             completion = self._run_round(lives[0])
             return [] if completion is None else [completion]
         for live in lives:
