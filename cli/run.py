@@ -29,6 +29,10 @@ def quiet_progress_bars() -> None:
 @dataclass_options(SchedulerConfig)
 @dataclass_options(EngineConfig)
 @model_options
+@click.option("--kv-capacity-bytes", type=click.IntRange(min=0), default=None,
+              help="Device bytes all running requests' KV caches may reach at worst (prompt + max_new_tokens "
+              "each): requests wait for admission while they do not fit; one that cannot fit alone gets an "
+              "error line. Default: admit every request.")
 @click.option("--resume", is_flag=True, help="Keep the outputs and skip custom_ids already in the results file.")
 @click.option("--ignore-arrivals", is_flag=True, help="Treat every line as arriving at time 0 (ignore arrival_time).")
 @click.option("--arrival-rate", type=float, default=None, help="Poisson arrivals at this many requests/s, in input order (seeded by --seed); overrides arrival_time.")

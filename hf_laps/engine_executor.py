@@ -42,6 +42,10 @@ class EngineExecutor:
     def kv_bytes(self, request_id: str) -> int:
         return self.states[request_id].kv_bytes
 
+    def kv_bytes_per_token(self) -> int:
+        models = [self.engine.model] + ([self.engine.draft.model] if self.engine.draft.uses_model else [])
+        return sum(model_kv_bytes_per_token(model) for model in models)
+
     def park(self, request_id: str) -> float:
         return self._move(request_id, "cpu")
 
@@ -63,6 +67,18 @@ class EngineExecutor:
         # on a CPU-only engine "parking" still copies, so the path is exercised and measured
         self.states[request_id].to(device, copy=self.engine.device.type == "cpu")
         return time.perf_counter() - started
+
+
+def model_kv_bytes_per_token(model) -> int:
+    """Bytes one token adds to `model`'s KV cache, from its config:
+    2 (K and V) x layers x KV heads x head dim x bytes per element.
+
+    An upper bound for caches that hold fewer tokens in some layers (sliding windows); models
+    whose config names no KV heads use the attention heads (no grouped-query attention)."""
+    config = model.config.get_text_config()
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * heads * head_dim * model.dtype.itemsize
 
 
 def _spec(submission: Submission, state: GenerationState) -> RequestSpec:

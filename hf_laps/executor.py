@@ -92,6 +92,11 @@ class Executor(Protocol):
     def kv_bytes(self, request_id: str) -> int:
         """Bytes of the request's KV caches (what parking it moves)."""
 
+    def kv_bytes_per_token(self) -> int:
+        """Device bytes one token adds to a request's KV caches (all of them: target and draft).
+        The loop reserves (prompt + max_new_tokens) x this per admitted request against
+        `kv_capacity_bytes`; only a loop with a capacity calls it."""
+
     def park(self, request_id: str) -> float:
         """Move its caches to CPU memory; returns the seconds it took."""
 

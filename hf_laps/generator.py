@@ -76,6 +76,9 @@ class LapsGenerator:
             laps-sd; default `learned`, fitted on `history` timing logs if given.
         predictor_options: kwargs of `make_predictor` (e.g. sigma, history).
         kv_budget_bytes: device bytes for paused requests' KV caches (None: keep all on device).
+        kv_capacity_bytes: device bytes all running requests' KV caches may reach at worst; a
+            request waits for admission while its worst case (prompt + max_new_tokens tokens)
+            does not fit, and one that cannot fit even alone fails (None: admit all).
         max_batch_size: requests per round; up to this many, picked by the policy, share one
             target verify forward (`hf_laps.batched.BatchedRound`). 1 = one request per round.
         progress: show a tqdm bar.
@@ -93,6 +96,7 @@ class LapsGenerator:
         predictor=None,
         predictor_options: dict | None = None,
         kv_budget_bytes: int | None = None,
+        kv_capacity_bytes: int | None = None,
         max_batch_size: int = 1,
         progress: bool = True,
     ):
@@ -105,6 +109,7 @@ class LapsGenerator:
         self.predictor = predictor
         self.predictor_options = dict(predictor_options or {})
         self.kv_budget_bytes = kv_budget_bytes
+        self.kv_capacity_bytes = kv_capacity_bytes
         self.max_batch_size = max_batch_size
         self.progress = progress
         make_policy(policy, self.scheduler_config)  # validate the name now, not at generate()
@@ -198,7 +203,7 @@ class LapsGenerator:
         executor = BatchEngineExecutor(self.engine) if self.max_batch_size > 1 else EngineExecutor(self.engine)
         loop = ServingLoop(executor, policy if policy is not None else self.make_policy(),
                            kv_budget_bytes=self.kv_budget_bytes, on_round=bar.on_round if bar is not None else None,
-                           max_batch_size=self.max_batch_size)
+                           max_batch_size=self.max_batch_size, kv_capacity_bytes=self.kv_capacity_bytes)
         if loop_hook is not None:
             loop_hook(loop)
         try:

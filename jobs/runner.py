@@ -67,6 +67,7 @@ class JobConfig:
     seed: int | None = None
     trust_remote_code: bool = False
     kv_budget_bytes: int | None = None
+    kv_capacity_bytes: int | None = None  # device bytes all admitted requests' KV caches may reach
     predictor: str = "learned"
     predictor_sigma: float | None = None
     history: tuple[str, ...] = ()  # timing logs of earlier jobs for the learned predictor
@@ -88,6 +89,8 @@ class JobConfig:
             raise ValueError(f"arrival_rate must be > 0 requests/s, got {self.arrival_rate}")
         if self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.kv_capacity_bytes is not None and self.kv_capacity_bytes < 0:
+            raise ValueError(f"kv_capacity_bytes must be >= 0, got {self.kv_capacity_bytes}")
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if len({Path(p).resolve() for p in (self.results, self.timing_log, self.summary)}) < 3:
@@ -236,6 +239,7 @@ def build_generator(config: JobConfig):
         predictor=config.predictor,
         predictor_options=options,
         kv_budget_bytes=config.kv_budget_bytes,
+        kv_capacity_bytes=config.kv_capacity_bytes,
         max_batch_size=config.max_batch_size,
         progress=config.progress,
     )

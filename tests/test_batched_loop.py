@@ -45,8 +45,8 @@ def test_batched_loop_is_exact_and_batches(target, policy, drafting):
     assert overlap >= 3
 
 
-def test_batch_of_one_loop_runs_the_batch_1_path(target):
-    """max_batch_size=1 keeps today's executor and loop path."""
+def test_batch_of_one_loop_runs_through_run_round(target):
+    """max_batch_size=1 is a batch of one on the batch-1 executor (run_round)."""
     gen = LapsGenerator(target, policy="fcfs", progress=False)
     submissions = [gen.submission(str(i), p, {"max_new_tokens": 8, "do_sample": False}) for i, p in enumerate(prompts(2))]
     completions = list(gen.stream(submissions))

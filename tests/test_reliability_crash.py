@@ -15,7 +15,12 @@ greedy), interrupts it with SIGKILL, SIGINT or SIGTERM at a seeded random point,
 Some SIGKILL points also append a torn fragment of a record to the results and the timing log, as
 a power cut in the middle of a write would; `--resume` must cut it and rerun that request.
 
-Size: 5 interruption points per signal by default (CI); HF_LAPS_NIGHTLY=1 runs 25 per signal.
+Every scenario runs at one request per round and at batched rounds (--max-batch-size 4), each
+checked against the same uninterrupted B = 1 reference: interruptions, resumes and batch
+composition change nothing in any record.
+
+Size: 5 interruption points per signal at B = 1 and 2 at B = 4 by default (CI); HF_LAPS_NIGHTLY=1
+runs 25 per signal at both.
 """
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ from pathlib import Path
 import pytest
 
 NIGHTLY = os.environ.get("HF_LAPS_NIGHTLY") == "1"
-POINTS_PER_SIGNAL = 25 if NIGHTLY else 5
+BATCH_SIZES = (1, 4)
+POINTS_PER_SIGNAL = {1: 25, 4: 25} if NIGHTLY else {1: 5, 4: 2}  # by --max-batch-size
 KILLS_PER_CHAIN = 5  # interruptions of one job (each resumed) before a last --resume finishes it
 RUN_TIMEOUT = 180  # seconds; a run of the whole job takes ~5 s on 2 cores
 
@@ -66,9 +72,9 @@ def make_input(path: Path, n: int = 32, seed: int = 0) -> None:
     path.write_text("\n".join(raw) + "\n", encoding="utf-8")
 
 
-def command(model_dir: Path, resume: bool) -> list[str]:
+def command(model_dir: Path, resume: bool, batch: int = 1) -> list[str]:
     cmd = [sys.executable, "-m", "hf_laps.cli.main", "run", "input.jsonl", "-o", "results.jsonl",
-           "--model", str(model_dir), "--no-progress"]
+           "--model", str(model_dir), "--no-progress", "--max-batch-size", str(batch)]
     return cmd + ["--resume"] if resume else cmd
 
 
@@ -163,17 +169,17 @@ def job_started(pid: int, results: Path) -> bool:
 # ---- running ---------------------------------------------------------------------------------
 
 
-def run_to_end(job: Path, model_dir: Path, resume: bool) -> subprocess.CompletedProcess:
-    return subprocess.run(command(model_dir, resume), cwd=job, env=env(), capture_output=True, text=True, timeout=RUN_TIMEOUT)
+def run_to_end(job: Path, model_dir: Path, resume: bool, batch: int = 1) -> subprocess.CompletedProcess:
+    return subprocess.run(command(model_dir, resume, batch), cwd=job, env=env(), capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
 
 def run_and_interrupt(job: Path, logs: Path, model_dir: Path, resume: bool, sig: int, min_lines: int, delay: float,
-                      wait_started: bool, twice: bool = False):
+                      wait_started: bool, twice: bool = False, batch: int = 1):
     """Start a run; once `min_lines` result lines exist (and, if asked, the job has opened its
     outputs), wait `delay` seconds and send `sig` (`twice`: again 20 ms later, an impatient
     Ctrl-C Ctrl-C). Returns (exit code, whether it was sent)."""
     with open(logs / "stdout", "ab") as out, open(logs / "stderr", "ab") as err:
-        proc = subprocess.Popen(command(model_dir, resume), cwd=job, env=env(), stdout=out, stderr=err)
+        proc = subprocess.Popen(command(model_dir, resume, batch), cwd=job, env=env(), stdout=out, stderr=err)
         deadline = time.monotonic() + RUN_TIMEOUT
         reached, sent = None, False
         try:
@@ -280,29 +286,32 @@ def check_final(job: Path, reference_records: dict, done: subprocess.CompletedPr
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 
 
+@pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("name", list(SIGNALS))
-def test_interrupt_and_resume(name, reference, tiny_model_dir, tmp_path, record_property):
+def test_interrupt_and_resume(name, batch, reference, tiny_model_dir, tmp_path, record_property):
     """Interrupt POINTS_PER_SIGNAL times (chains of KILLS_PER_CHAIN, each resumed), then finish."""
+    points = POINTS_PER_SIGNAL[batch]
     sig = SIGNALS[name]
     graceful = sig != signal.SIGKILL
     exit_code, reference_records, _ = reference
     total = len(reference_records)
-    rng = random.Random(f"hf-laps-crash-{name}")
+    rng = random.Random(f"hf-laps-crash-{name}" + (f"-b{batch}" if batch > 1 else ""))
     delivered, missed, torn, chains, doubled = 0, 0, 0, 0, 0
-    while delivered < POINTS_PER_SIGNAL:
-        assert chains < POINTS_PER_SIGNAL + 3, f"only {delivered} of {POINTS_PER_SIGNAL} points reached"
+    while delivered < points:
+        assert chains < points + 3, f"only {delivered} of {points} points reached"
         chains += 1
         job, logs = tmp_path / f"job{chains}", tmp_path / f"logs{chains}"
         job.mkdir(), logs.mkdir()
         make_input(job / "input.jsonl")
         kills = 0
         for attempt in range(KILLS_PER_CHAIN):
-            if delivered >= POINTS_PER_SIGNAL:
+            if delivered >= points:
                 break
             done = check_partial(job, reference_records, torn_ok=not graceful)
             min_lines, delay = pick_point(rng, done, total, graceful)
             twice = sig == signal.SIGINT and rng.random() < 0.4  # the second Ctrl-C aborts at once
-            code, sent = run_and_interrupt(job, logs, tiny_model_dir, attempt > 0, sig, min_lines, delay, graceful, twice)
+            code, sent = run_and_interrupt(job, logs, tiny_model_dir, attempt > 0, sig, min_lines, delay, graceful, twice,
+                                           batch)
             finished = count_newlines(job / "results.jsonl") == total and (job / "results.summary.json").exists()
             # the run finished before the signal took effect (a signal after the job has returned,
             # while the process exits, may still end it, but its files are complete)
@@ -326,9 +335,9 @@ def test_interrupt_and_resume(name, reference, tiny_model_dir, tmp_path, record_
                 tear(job / "results.jsonl", record, rng)
                 tear(job / "results.timing.jsonl", {"custom_id": key(record), "finish": 1.0}, rng)
                 torn += 1
-        final = run_to_end(job, tiny_model_dir, resume=True)
+        final = run_to_end(job, tiny_model_dir, resume=True, batch=batch)
         check_final(job, reference_records, final, exit_code, kills)
-    print(f"{name}: {delivered} interruption points in {chains} chains ({doubled} sent twice), "
+    print(f"{name} at B = {batch}: {delivered} interruption points in {chains} chains ({doubled} sent twice), "
           f"{missed} runs finished first, {torn} torn tails injected")
     record_property("interruption_points", delivered)
 

@@ -10,6 +10,9 @@ injected with monkeypatch; the exit code is the CLI's own `sys.exit` code:
 - ENOSPC / EIO injected into os.write / os.fsync of the results or timing file, and output paths
   that cannot be opened -> exit 4, every line already written intact and nothing half-written,
   and `--resume` (after "freeing space") completes the job exactly once.
+
+The request faults and a representative disk fault run at one request per round and at batched
+rounds (--max-batch-size 4), against the same fault-free B = 1 run.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from hf_laps.cli.run import run
 from hf_laps.engine import SpeculativeEngine
 
 N = 12
+BATCH_SIZES = (1, 4)
 
 
 def write_input(path: Path, extra: list[dict] = ()) -> Path:
@@ -68,7 +72,8 @@ def baseline(tiny_model_dir, tmp_path_factory):
 # ---- bad requests ----------------------------------------------------------------------------
 
 
-def test_prompt_over_the_context_window(tiny_model_dir, tmp_path, baseline):
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_prompt_over_the_context_window(tiny_model_dir, tmp_path, baseline, batch):
     long_text = "word " * 600  # > 512 = max_position_embeddings of the tiny model
     near = "word " * 505  # fits, with room for 6 tokens
     write_input(tmp_path / "input.jsonl", [
@@ -77,7 +82,7 @@ def test_prompt_over_the_context_window(tiny_model_dir, tmp_path, baseline):
         {"custom_id": "near", "prompt": near, "max_tokens": 100},  # refused: 506 + 100 > 512
         {"custom_id": "near-default", "prompt": near},  # the job's default cap, fitted to the window
     ])
-    result = hf_laps_run(tmp_path, tiny_model_dir)
+    result = hf_laps_run(tmp_path, tiny_model_dir, "--max-batch-size", str(batch))
     assert result.exit_code == 3, result.output
     records = {r["custom_id"]: r for r in read_records(tmp_path / "results.jsonl")}
     assert len(records) == N + 4
@@ -93,20 +98,23 @@ def test_prompt_over_the_context_window(tiny_model_dir, tmp_path, baseline):
     assert "3 failed" in result.output
 
 
-def test_out_of_memory_in_a_round(tiny_model_dir, tmp_path, baseline, monkeypatch):
-    real_step = SpeculativeEngine.step
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_out_of_memory_in_a_round(tiny_model_dir, tmp_path, baseline, monkeypatch, batch):
+    # the request's own part of a round (its logits processing), which a batch-1 round and a
+    # batched round both run once per request per round
+    real_process = SpeculativeEngine.process_scores
     rounds = Counter()
 
-    def step(self, state):
+    def process_scores(self, state, candidates, logits):
         rounds[state.request_id] += 1
         # r05 fails on its first round (prefill), r07 in the middle of its generation
         if (state.request_id, rounds[state.request_id]) in (("r05", 1), ("r07", 2)):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return real_step(self, state)
+        return real_process(self, state, candidates, logits)
 
-    monkeypatch.setattr(SpeculativeEngine, "step", step)
+    monkeypatch.setattr(SpeculativeEngine, "process_scores", process_scores)
     write_input(tmp_path / "input.jsonl")
-    result = hf_laps_run(tmp_path, tiny_model_dir)
+    result = hf_laps_run(tmp_path, tiny_model_dir, "--max-batch-size", str(batch))
     assert result.exit_code == 3, result.output
     records = read_records(tmp_path / "results.jsonl")
     assert sorted(r["custom_id"] for r in records) == [f"r{i:02d}" for i in range(N)]
@@ -117,15 +125,17 @@ def test_out_of_memory_in_a_round(tiny_model_dir, tmp_path, baseline, monkeypatc
         assert record["response"]["body"]["error"]["type"] == "server_error"
         assert "OutOfMemoryError" in record["error"]["message"] and "out of memory" in record["error"]["message"]
     assert texts(records) == {k: v for k, v in baseline.items() if k not in failed}
-    timing_ids = [t["custom_id"] for t in read_records(tmp_path / "results.timing.jsonl")]
-    assert sorted(timing_ids) == sorted(set(baseline) - set(failed))
+    timing = read_records(tmp_path / "results.timing.jsonl")
+    assert sorted(t["custom_id"] for t in timing) == sorted(set(baseline) - set(failed))
+    if batch > 1:  # the faults hit batched rounds: requests really ran side by side
+        assert max(sum(r["start"] <= t["start"] < r["finish"] for r in timing) for t in timing) >= 3
     assert json.loads((tmp_path / "results.summary.json").read_text())["requests"] == N - 2
     assert "10 succeeded, 2 failed" in result.output
 
     # error records are final: --resume reruns nothing and still reports the failures
-    monkeypatch.setattr(SpeculativeEngine, "step", real_step)
+    monkeypatch.setattr(SpeculativeEngine, "process_scores", real_process)
     before = (tmp_path / "results.jsonl").read_bytes()
-    again = hf_laps_run(tmp_path, tiny_model_dir, "--resume")
+    again = hf_laps_run(tmp_path, tiny_model_dir, "--resume", "--max-batch-size", str(batch))
     assert again.exit_code == 3, again.output
     assert "0 succeeded, 2 failed, 12 already done" in again.output
     assert (tmp_path / "results.jsonl").read_bytes() == before
@@ -173,17 +183,20 @@ class DiskFault:
         return self.real_fsync(fd)
 
 
-@pytest.mark.parametrize("target, call, err, partial", [
-    ("results.jsonl", "write", errno.ENOSPC, False),
-    ("results.jsonl", "write", errno.ENOSPC, True),
-    ("results.jsonl", "fsync", errno.EIO, False),
-    ("results.timing.jsonl", "write", errno.EDQUOT, False),
-], ids=["results-enospc", "results-short-write-then-enospc", "results-fsync-eio", "timing-edquot"])
-def test_disk_fault_loses_nothing_and_resume_completes(tiny_model_dir, tmp_path, baseline, monkeypatch, target, call, err, partial):
+@pytest.mark.parametrize("target, call, err, partial, batch", [
+    ("results.jsonl", "write", errno.ENOSPC, False, 1),
+    ("results.jsonl", "write", errno.ENOSPC, True, 1),
+    ("results.jsonl", "fsync", errno.EIO, False, 1),
+    ("results.timing.jsonl", "write", errno.EDQUOT, False, 1),
+    ("results.jsonl", "write", errno.ENOSPC, True, 4),
+], ids=["results-enospc", "results-short-write-then-enospc", "results-fsync-eio", "timing-edquot",
+        "results-short-write-then-enospc-batch-4"])
+def test_disk_fault_loses_nothing_and_resume_completes(tiny_model_dir, tmp_path, baseline, monkeypatch, target, call, err,
+                                                       partial, batch):
     write_input(tmp_path / "input.jsonl")
     results = tmp_path / "results.jsonl"
     fault = DiskFault(monkeypatch, tmp_path / target, call, at=5, err=err, partial=partial)
-    result = hf_laps_run(tmp_path, tiny_model_dir)
+    result = hf_laps_run(tmp_path, tiny_model_dir, "--max-batch-size", str(batch))
     monkeypatch.undo()  # space freed
     assert fault.injected >= 1
     assert result.exit_code == 4, result.output
@@ -195,7 +208,7 @@ def test_disk_fault_loses_nothing_and_resume_completes(tiny_model_dir, tmp_path,
     read_records(tmp_path / "results.timing.jsonl")
     assert not (tmp_path / "results.summary.json").exists()
 
-    again = hf_laps_run(tmp_path, tiny_model_dir, "--resume")
+    again = hf_laps_run(tmp_path, tiny_model_dir, "--resume", "--max-batch-size", str(batch))
     assert again.exit_code == 0, again.output
     final = read_records(results)
     assert [json.dumps(r, sort_keys=True) for r in final[: len(written)]] == written  # kept as they were
