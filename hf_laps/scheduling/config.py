@@ -112,6 +112,10 @@ class SchedulerConfig:
         True, "The paper's probe: a request stays non-perceptible (LAS) until its acceptance passes the "
         "stability test. Off (an ablation, not the paper): perceptible at admission, its remaining time "
         "priced with the job's acceptance until it has drafted itself.")
+    # docs/acceptance.md
+    per_request_acceptance: bool = _knob(
+        True, "A perceptible request's remaining time uses its own acceptance rate and draft length; off "
+        "(an acceptance-blind ablation): the job's, so requests differ only in their remaining tokens.")
 
     # the gittins policy's own knobs (flags --gittins-<name>)
     gittins: GittinsConfig = field(default_factory=GittinsConfig,
@@ -140,7 +144,7 @@ class SchedulerConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("run_to_threshold", "perceptible", "probe"):
+        for name in ("run_to_threshold", "perceptible", "probe", "per_request_acceptance"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 

@@ -26,6 +26,9 @@ With `config.perceptible = False` no request ever becomes perceptible and this i
 With `config.probe = False` (an ablation, not the paper) every request is perceptible from
 admission: until it has drafted, its A_hat and n are the job's (accepted / drafted and drafted
 per round over every round so far; 0 before any), then its own as above.
+With `config.per_request_acceptance = False` (the acceptance-blind ablation) A_hat and n are
+always the job's, so perceptible requests are ordered by remaining tokens only; comparing the two
+says what knowing each request's acceptance is worth (docs/acceptance.md).
 """
 from __future__ import annotations
 
@@ -211,8 +214,10 @@ class LapsSDPolicy(BasePolicy):
         g = state.generated
         state.l_hat = max(self.predictor.predict(state.spec), g + 1.0)
         n, a_hat = state.n_hat, state.a_hat
-        if not state.draft_rounds and not self.config.probe and self._job_drafted:
-            # probe=False: the job's acceptance until the request has drafted itself
+        blind = not self.config.per_request_acceptance
+        if self._job_drafted and (blind or (not state.draft_rounds and not self.config.probe)):
+            # the job's acceptance: always when acceptance-blind (the ablation), and with
+            # probe=False until the request has drafted itself
             n = self._job_drafted / self._job_draft_rounds
             a_hat = self._job_accepted / self._job_drafted
         if self.config.attained_unit == "rounds":
