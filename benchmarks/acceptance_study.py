@@ -1,6 +1,6 @@
 """Acceptance where it matters: the recordings replayed under the paper's GPU cost model.
 
-    python benchmarks/acceptance_study.py [--part 1,2,3] LOG [LOG ...]
+    python benchmarks/acceptance_study.py [--part 1,2,3] LOG [LOG ...]      (LOG1+LOG2: one job of both)
 
 Each LOG is a timing log of a real fcfs run (SmolLM2-135M, prompt-lookup drafting, CPU). Under
 greedy decoding a request's rounds (drafted, accepted) do not depend on the schedule, so they
@@ -26,6 +26,7 @@ spans ~4x between acceptance 0.05 and 0.7 at n = 10 (prompt lookup on CPU drafts
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import sys
 from dataclasses import replace
@@ -144,6 +145,8 @@ def part1(workloads: dict[str, list[Trace]]) -> None:
 # ---- (2) adaptive K -----------------------------------------------------------------------
 K_RANGE = range(1, 9)
 K_SCENARIOS = ("burst 10", "poisson 0.5", "poisson 0.9")   # + "burst N" (all requests)
+# the adaptive rule: one queue until the predicted lengths' C^2 reaches 0.2, then 8 (K >= 5 is flat)
+AUTO_K = SchedulerConfig(num_queues=8, adaptive_queues_cv2=0.2)
 
 
 def k_table(workloads, policy: str) -> dict[tuple[str, str], dict[int, float]]:
@@ -154,8 +157,9 @@ def k_table(workloads, policy: str) -> dict[tuple[str, str], dict[int, float]]:
             if label not in K_SCENARIOS and label != f"burst {len(traces)}":
                 continue
             srpt = mean_latency(sets, "srpt-oracle", "learned")
-            out[(name, _kind(label))] = {k: mean_latency(sets, policy, "learned", SchedulerConfig(num_queues=k)) / srpt
-                                         for k in K_RANGE}
+            row = {k: mean_latency(sets, policy, "learned", SchedulerConfig(num_queues=k)) / srpt for k in K_RANGE}
+            row["auto"] = mean_latency(sets, policy, "learned", AUTO_K) / srpt
+            out[(name, _kind(label))] = row
     return out
 
 
@@ -178,20 +182,20 @@ def part2(workloads) -> None:
         print(f"\n(2) {policy}: mean latency / srpt-oracle for K = 1..8 (GPU cost, learned lengths); "
               "hindsight = best K of the cell, by-load = leave-one-recording-out best K of the scenario")
         print(f"{'cell':<30}" + "".join(f"{'K=' + str(k):>7}" for k in K_RANGE)
-              + f"{'hindsight':>12}{'by-load':>11}")
-        fixed = {k: [] for k in K_RANGE}
+              + f"{'hindsight':>12}{'by-load':>11}{'auto':>7}")
+        fixed = {k: [] for k in (*K_RANGE, "auto")}
         hind, load = [], []
         for (name, kind), row in table.items():
             kb = min(K_RANGE, key=row.get)
             kl = k_by_load(table, name, kind)
-            for k in K_RANGE:
+            for k in fixed:
                 fixed[k].append(row[k])
             hind.append(row[kb])
             load.append(row[kl])
             print(f"{name + ' ' + kind:<30}" + "".join(f"{row[k]:>7.3f}" for k in K_RANGE)
-                  + f"{row[kb]:>8.3f} K={kb}{row[kl]:>7.3f} K={kl}")
+                  + f"{row[kb]:>8.3f} K={kb}{row[kl]:>7.3f} K={kl}{row['auto']:>7.3f}")
         print(f"{'geomean':<30}" + "".join(f"{geomean(fixed[k]):>7.3f}" for k in K_RANGE)
-              + f"{geomean(hind):>12.3f}{geomean(load):>11.3f}")
+              + f"{geomean(hind):>12.3f}{geomean(load):>11.3f}{geomean(fixed['auto']):>7.3f}")
 
 
 # ---- (3) the stability test per category --------------------------------------------------
@@ -260,16 +264,17 @@ def stability_stats(traces: list[Trace], window=4, delta=0.05, gamma=0.25) -> di
         truth = sum(r.seconds for r in t.rounds[k + 1:])
         a_own, n_own = own_acceptance(t, k)
         admission = t.output_tokens * (n_job * COST.t_draft + t_target) / (n_job * a_job + 1)
-        rows.append((k + 1, sum(r.seconds for r in t.rounds[:k + 1]) / t.service_seconds,
-                     ape(remaining_estimate(t, k, a_own, n_own, t_target), truth),
+        own = remaining_estimate(t, k, a_own, n_own, t_target)
+        rows.append((k + 1, sum(r.seconds for r in t.rounds[:k + 1]) / t.service_seconds, ape(own, truth),
                      ape(remaining_estimate(t, k, a_job, n_job, t_target), truth),
-                     ape(admission, t.service_seconds - t.rounds[0].seconds)))
+                     ape(admission, t.service_seconds - t.rounds[0].seconds), own / truth))
     return {"requests": len(traces), "passed": len(rows), "a_job": a_job,
             "rounds": statistics.median(len(t.rounds) for t in traces),
             **({} if not rows else {
                 "round": statistics.median(r[0] for r in rows), "share": statistics.median(r[1] for r in rows),
                 "mape_own": statistics.fmean(r[2] for r in rows), "mape_job": statistics.fmean(r[3] for r in rows),
-                "mape_admit": statistics.fmean(r[4] for r in rows)})}
+                "mape_admit": statistics.fmean(r[4] for r in rows),
+                "bias_own": statistics.median(r[5] for r in rows)})}
 
 
 def part3(workloads) -> None:
@@ -277,15 +282,16 @@ def part3(workloads) -> None:
     print("\n(3a) stability test at the defaults (W=4 delta=0.05 gamma=0.25), per category: passed = "
           "requests stable with rounds left; round / share = median pass round and share of the "
           "request's GPU service done by then; T_rem MAPE with oracle lengths using its own "
-          "acceptance at the pass | the job's at the pass | the job's at admission (no probe)")
+          "acceptance at the pass | the job's at the pass | the job's at admission (no probe); "
+          "own est/true = median ratio of the own-acceptance estimate to the truth")
     print(f"{'category':<24}{'A_job':>6}{'rounds':>7}{'passed':>9}{'round':>7}{'share':>7}"
-          f"{'own':>8}{'job':>8}{'admit':>8}")
+          f"{'own':>8}{'job':>8}{'admit':>8}{'own est/true':>14}")
     for name, traces in cats.items():
         s = stability_stats(traces)
         line = f"{name:<24}{s['a_job']:>6.3f}{s['rounds']:>7.0f}{s['passed']:>5}/{s['requests']:<3}"
         if s["passed"]:
             line += (f"{s['round']:>7.0f}{s['share']:>7.2f}{s['mape_own']:>8.2f}{s['mape_job']:>8.2f}"
-                     f"{s['mape_admit']:>8.2f}")
+                     f"{s['mape_admit']:>8.2f}{s['bias_own']:>14.2f}")
         print(line)
     print("\n(3b) pass rate | median pass round | own-acceptance T_rem MAPE, one knob at a time")
     for short, field, values in STABILITY:
@@ -302,26 +308,54 @@ def part3(workloads) -> None:
 
 def part3_sweep(cats) -> None:
     print("\n(3c) laps-sd / srpt-oracle under the GPU cost, each category as one burst and as Poisson 0.9 "
-          "(3 seeds), oracle lengths; one knob at a time, others at the defaults; * = the category's best")
+          "(3 seeds), oracle lengths; one knob at a time, others at the defaults; * = the category's best; "
+          "noprobe = laps-sd without the probe (the limit of a shorter probe)")
     for short, field, values in STABILITY:
         print(f"{short:<8}" + "".join(f"{name[:22]:>24}" for name in cats))
         grid = {v: [] for v in values}
         for traces in cats.values():
-            sets = {label: s for label, s in scenarios(traces).items()
-                    if label == "poisson 0.9" or label == f"burst {len(traces)}"}
-            ratios = {}
-            for v in values:
-                cfg = SchedulerConfig(**{field: v})
-                ratios[v] = geomean(mean_latency(s, "laps-sd", "oracle", cfg) / mean_latency(s, "srpt-oracle", "oracle")
-                                    for s in sets.values())
+            sets = sweep_sets(traces)
+            srpt = [mean_latency(s, "srpt-oracle", "oracle") for s in sets]
+            ratios = {v: laps_ratio(sets, srpt, "laps-sd", SchedulerConfig(**{field: v})) for v in values}
             best = min(values, key=ratios.get)
             for v in values:
                 grid[v].append(f"{ratios[v]:.3f}{'*' if v == best else ' '}")
         for v in values:
             print(f"{v:<8}" + "".join(f"{c:>24}" for c in grid[v]))
+    print(f"{'noprobe':<8}" + "".join(f"{f'{noprobe_ratio(traces):.3f} ':>24}" for traces in cats.values()))
+
+
+def sweep_sets(traces) -> list[list[Trace]]:
+    """The category as one burst and as Poisson 0.9 (3 seeds)."""
+    return [s for label, s in scenarios(traces).items() if label in ("poisson 0.9", f"burst {len(traces)}")]
+
+
+def laps_ratio(sets, srpt: list[float], policy: str, config=None) -> float:
+    """Geometric mean over the scenarios of `policy` / srpt-oracle (its means `srpt`), oracle lengths."""
+    return geomean(mean_latency(s, policy, "oracle", config) / m for s, m in zip(sets, srpt))
+
+
+def noprobe_ratio(traces) -> float:
+    sets = sweep_sets(traces)
+    return laps_ratio(sets, [mean_latency(s, "srpt-oracle", "oracle") for s in sets], "laps-sd-noprobe")
 
 
 # ---- main ---------------------------------------------------------------------------------
+def workload_name(arg: str) -> str:
+    return "+".join(Path(log).name.split(".")[0] for log in arg.split("+"))
+
+
+def load_workload(arg: str) -> list[Trace]:
+    """A log, or LOG1+LOG2: both recordings as one job (ids suffixed @1, @2 so they stay unique;
+    interleaved by a fixed shuffle, so a burst's first 10 mix both)."""
+    logs = arg.split("+")
+    if len(logs) == 1:
+        return load_traces(arg)
+    traces = [replace(t, custom_id=f"{t.custom_id}@{i}") for i, log in enumerate(logs, 1) for t in load_traces(log)]
+    random.Random(0).shuffle(traces)
+    return traces
+
+
 def describe(name: str, traces: list[Trace]) -> None:
     spt = [1000 * seconds_per_token(t) for t in traces]
     print(f"{name}: {len(traces)} requests, GPU ms per token min/median/max "
@@ -335,7 +369,7 @@ def main(argv: list[str]) -> None:
         i = argv.index("--part")
         parts = set(argv[i + 1].split(","))
         argv = argv[:i] + argv[i + 2:]
-    workloads = {Path(log).name.split(".")[0]: recost(load_traces(log)) for log in argv}
+    workloads = {workload_name(arg): recost(load_workload(arg)) for arg in argv}
     for name, traces in workloads.items():
         describe(name, traces)
     if "1" in parts:
