@@ -29,7 +29,7 @@ per round over every round so far; 0 before any), then its own as above.
 With `config.adaptive_queues_cv2 = c` (open question 2 of the paper, docs/acceptance.md) the
 policy starts with ONE queue (no thresholds: non-perceptible requests first come first served,
 perceptible ones first by T_rem) and switches to num_queues for good once the predicted lengths
-L_hat of the requests admitted so far spread out:
+L_hat of the requests admitted so far (at least ADAPTIVE_MIN_REQUESTS) spread out:
       C^2 = Var(L_hat) / mean(L_hat)^2 >= c      (squared coefficient of variation)
 Why: LAS-style demotion pays when lengths vary (short requests escape the probe phase behind
 long ones) and only adds round-robin when they do not (replays: K = 1 best on equal-length jobs,
@@ -51,6 +51,12 @@ from .progress import RequestProgress
 from .stability import StabilityTest
 from .timing import ForwardTimes
 from .types import RequestSpec, RoundReport
+
+
+# Adaptive K decides on at least this many predicted lengths: the C^2 of 2-3 samples is noise
+# (replayed chat-30: a learned predictor's first prediction is the cap, its second a refit after
+# one finish, and 2 samples gave C^2 = 0.71 on a job whose lengths have C^2 = 0.11).
+ADAPTIVE_MIN_REQUESTS = 8
 
 
 class QueueProgress(RequestProgress):
@@ -151,7 +157,8 @@ class LapsSDPolicy(BasePolicy):
         self._event("admit", state, now, queue=1)
         if self._active_queues < self.config.num_queues:
             self._spread.add(self._predicted(state.spec))
-            if self._spread.cv2() >= self.config.adaptive_queues_cv2:
+            if (self._spread.count >= ADAPTIVE_MIN_REQUESTS
+                    and self._spread.cv2() >= self.config.adaptive_queues_cv2):
                 self._use_all_queues(state, now)
         if self.config.perceptible and not self.config.probe:
             self._become_perceptible(state, now)
