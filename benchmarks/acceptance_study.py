@@ -10,14 +10,15 @@ so a round costs ~T_target + n * 1.9 ms whatever is accepted and a request's sec
       spt = (n * T_draft + T_target) / (n * A + 1)
 spans ~4x between acceptance 0.05 and 0.7 at n = 10 (prompt lookup on CPU drafts for free).
 
-  (1) acceptance-aware vs -blind ordering: gittins / gittins-blind (every request at the job's
-      seconds per token), laps-sd / laps-sd-blind (T_rem with the job's A and n), with and
-      without the probe, next to fcfs, las, lp-sjf and srpt-oracle (true GPU seconds); bursts
-      of 10 and of all requests (3 shuffles), Poisson 0.5 / 0.7 / 0.9 (3 seeds); learned and
-      oracle lengths.
-  (2) open question 2, adaptive K: laps-sd for K = 1..8, the best K per cell in hindsight (the
-      bound of any adaptive rule) and K by load (the best K of the same scenario on the other
-      recordings: leave one recording out).
+  (1) acceptance-aware vs -blind ordering, pairs that know the same lengths: srpt-oracle (true
+      GPU seconds) / srpt-tokens (true tokens), gittins (kappa 256 or 16) / gittins-blind (every
+      request at the job's seconds per token), laps-sd / laps-sd-blind (T_rem with the job's A
+      and n), with and without the probe; bursts of 10 and of all requests (3 shuffles), Poisson
+      0.5 / 0.7 / 0.9 (3 seeds); learned and oracle lengths.
+  (2) open question 2, adaptive K: laps-sd (and without the probe) for K = 1..8, the best K per
+      cell in hindsight (the bound of any adaptive rule), K by load (the best K of the same
+      scenario on the other recordings: leave one recording out) and the adaptive rule
+      SchedulerConfig(adaptive_queues_cv2=0.2) with 8 queues.
   (3) open question 3, the stability test per category: when it passes (round, share of the
       request's service), how accurate T_rem is then (MAPE, oracle lengths so only acceptance
       is extrapolated) against the job's acceptance at the same point and at admission, and
