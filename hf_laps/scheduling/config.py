@@ -84,6 +84,11 @@ class SchedulerConfig:
         "estimated remaining service share one scale) or rounds (an ablation).")
     # docs/design.md#queues-and-thresholds
     num_queues: int = _knob(4, "K, the number of priority queues (the paper: K=6 best at 10 requests, K=4 at 30).")
+    # docs/acceptance.md (open question 2)
+    adaptive_queues_cv2: float | None = _knob(
+        None, "Adaptive K: one queue while the admitted requests' predicted lengths are alike (squared "
+        "coefficient of variation below this), num_queues from the first time they are not (then for good); "
+        "None: always num_queues.")
     # docs/design.md#queues-and-thresholds
     threshold_multiplier: float = _knob(2.0, "M: queue j's upper bound is Sup_1 * M**(j-1).")
     # docs/design.md#sup1-measured
@@ -112,6 +117,10 @@ class SchedulerConfig:
         True, "The paper's probe: a request stays non-perceptible (LAS) until its acceptance passes the "
         "stability test. Off (an ablation, not the paper): perceptible at admission, its remaining time "
         "priced with the job's acceptance until it has drafted itself.")
+    # docs/acceptance.md
+    per_request_acceptance: bool = _knob(
+        True, "A perceptible request's remaining time uses its own acceptance rate and draft length; off "
+        "(an acceptance-blind ablation): the job's, so requests differ only in their remaining tokens.")
 
     # the gittins policy's own knobs (flags --gittins-<name>)
     gittins: GittinsConfig = field(default_factory=GittinsConfig,
@@ -133,6 +142,10 @@ class SchedulerConfig:
                                                   and 0 < self.sup1_seconds < math.inf):
             raise ValueError(f"sup1_seconds must be None (measure it) or a finite number > 0, "
                              f"got {self.sup1_seconds!r}")
+        if self.adaptive_queues_cv2 is not None and not (_is_number(self.adaptive_queues_cv2)
+                                                         and 0 <= self.adaptive_queues_cv2 < math.inf):
+            raise ValueError(f"adaptive_queues_cv2 must be None (fixed K) or a finite number >= 0, "
+                             f"got {self.adaptive_queues_cv2!r}")
         if not _is_number(self.sup1_fallback_seconds) or not self.sup1_fallback_seconds > 0:
             raise ValueError("sup1_fallback_seconds must be > 0 (math.inf = no demotion before "
                              f"the first measured round), got {self.sup1_fallback_seconds!r}")
@@ -140,7 +153,7 @@ class SchedulerConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("run_to_threshold", "perceptible", "probe"):
+        for name in ("run_to_threshold", "perceptible", "probe", "per_request_acceptance"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 

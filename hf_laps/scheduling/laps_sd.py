@@ -26,6 +26,18 @@ With `config.perceptible = False` no request ever becomes perceptible and this i
 With `config.probe = False` (an ablation, not the paper) every request is perceptible from
 admission: until it has drafted, its A_hat and n are the job's (accepted / drafted and drafted
 per round over every round so far; 0 before any), then its own as above.
+With `config.adaptive_queues_cv2 = c` (open question 2 of the paper, docs/acceptance.md) the
+policy starts with ONE queue (no thresholds: non-perceptible requests first come first served,
+perceptible ones first by T_rem) and switches to num_queues for good once the predicted lengths
+L_hat of the requests admitted so far (at least ADAPTIVE_MIN_REQUESTS) spread out:
+      C^2 = Var(L_hat) / mean(L_hat)^2 >= c      (squared coefficient of variation)
+Why: LAS-style demotion pays when lengths vary (short requests escape the probe phase behind
+long ones) and only adds round-robin when they do not (replays: K = 1 best on equal-length jobs,
+K >= 5 on the mixed-cap natural job). Running sums make it O(1) per admission; the switch
+re-places every request once (O(n)).
+With `config.per_request_acceptance = False` (the acceptance-blind ablation) A_hat and n are
+always the job's, so perceptible requests are ordered by remaining tokens only; comparing the two
+says what knowing each request's acceptance is worth (docs/acceptance.md).
 """
 from __future__ import annotations
 
@@ -39,6 +51,12 @@ from .progress import RequestProgress
 from .stability import StabilityTest
 from .timing import ForwardTimes
 from .types import RequestSpec, RoundReport
+
+
+# Adaptive K decides on at least this many predicted lengths: the C^2 of 2-3 samples is noise
+# (replayed chat-30: a learned predictor's first prediction is the cap, its second a refit after
+# one finish, and 2 samples gave C^2 = 0.71 on a job whose lengths have C^2 = 0.11).
+ADAPTIVE_MIN_REQUESTS = 8
 
 
 class QueueProgress(RequestProgress):
@@ -68,7 +86,10 @@ class LapsSDPolicy(BasePolicy):
             raise ValueError(f"{self.name} needs a length predictor (make_predictor(...))")
         self.predictor = predictor
         self._times = ForwardTimes(self.config)
-        self._sup = self.config.thresholds(self._times.sup1())
+        # adaptive K: queues in use (the heaps of all num_queues exist from the start)
+        self._active_queues = 1 if self.config.adaptive_queues_cv2 is not None else self.config.num_queues
+        self._spread = _LengthSpread()
+        self._sup = self._thresholds()
         k = self.config.num_queues
         self._perc = [LazyHeap() for _ in range(k)]   # perceptible, key (T_rem, admission)
         self._nonp = [LazyHeap() for _ in range(k)]   # non-perceptible, key (arrival, admission)
@@ -84,8 +105,16 @@ class LapsSDPolicy(BasePolicy):
 
     @property
     def thresholds(self) -> list[float]:
-        """[Sup_1, ..., Sup_{K-1}] now (in the attained unit)."""
+        """[Sup_1, ..., Sup_{K-1}] now (in the attained unit; K = the queues in use)."""
         return list(self._sup)
+
+    @property
+    def active_queues(self) -> int:
+        """K in use: num_queues, or 1 until adaptive K switches."""
+        return self._active_queues
+
+    def _thresholds(self) -> list[float]:
+        return self.config.thresholds(self._times.sup1())[:self._active_queues - 1]
 
     # --- decisions -----------------------------------------------------------------------
     def pick(self, now: float) -> str | None:
@@ -126,6 +155,11 @@ class LapsSDPolicy(BasePolicy):
     def _admitted(self, state: QueueProgress, now: float) -> None:
         self._nonp[0].push(state.spec.request_id, (state.spec.arrival, state.admit_seq))
         self._event("admit", state, now, queue=1)
+        if self._active_queues < self.config.num_queues:
+            self._spread.add(self._predicted(state.spec))
+            if (self._spread.count >= ADAPTIVE_MIN_REQUESTS
+                    and self._spread.cv2() >= self.config.adaptive_queues_cv2):
+                self._use_all_queues(state, now)
         if self.config.perceptible and not self.config.probe:
             self._become_perceptible(state, now)
 
@@ -141,7 +175,7 @@ class LapsSDPolicy(BasePolicy):
                 if state.perceptible:
                     self._place_perceptible(state, now)
         if sup1_moved:
-            self._sup = self.config.thresholds(self._times.sup1())
+            self._sup = self._thresholds()
             for rid in self._started or ():
                 self._place(self._states[rid], now)
             if self._times.sup1_frozen():
@@ -163,6 +197,24 @@ class LapsSDPolicy(BasePolicy):
             self._started.discard(rid)
         if self.config.perceptible and self.predictor is not None:
             self.predictor.observe(state.spec, state.generated)
+
+    # --- adaptive K ----------------------------------------------------------------------
+    def _predicted(self, spec: RequestSpec) -> float:
+        """L_hat at admission (LAS has no predictor: the cap)."""
+        return self.predictor.predict(spec) if self.predictor is not None else float(spec.max_new_tokens)
+
+    def _use_all_queues(self, trigger: QueueProgress, now: float) -> None:
+        """Switch to num_queues for good and re-place every request under the new thresholds."""
+        self._active_queues = self.config.num_queues
+        self._sup = self._thresholds()
+        for state in list(self._states.values()):
+            if state.perceptible:
+                self._perc[state.queue].remove(state.spec.request_id)
+                self._push_perceptible(state)
+            else:
+                self._place_by_attained(state, now)
+        self._event("queues", trigger, now, queue=trigger.queue + 1, active_queues=self._active_queues,
+                    length_cv2=self._spread.cv2())
 
     # --- placement -----------------------------------------------------------------------
     def _place(self, state: QueueProgress, now: float) -> None:
@@ -211,8 +263,10 @@ class LapsSDPolicy(BasePolicy):
         g = state.generated
         state.l_hat = max(self.predictor.predict(state.spec), g + 1.0)
         n, a_hat = state.n_hat, state.a_hat
-        if not state.draft_rounds and not self.config.probe and self._job_drafted:
-            # probe=False: the job's acceptance until the request has drafted itself
+        blind = not self.config.per_request_acceptance
+        if self._job_drafted and (blind or (not state.draft_rounds and not self.config.probe)):
+            # the job's acceptance: always when acceptance-blind (the ablation), and with
+            # probe=False until the request has drafted itself
             n = self._job_drafted / self._job_draft_rounds
             a_hat = self._job_accepted / self._job_drafted
         if self.config.attained_unit == "rounds":
@@ -244,6 +298,26 @@ class LapsSDPolicy(BasePolicy):
         })
         out.update(self._times.as_dict())
         return out
+
+
+class _LengthSpread:
+    """Running count, sum and sum of squares of predicted lengths: C^2 = n S2 / S1^2 - 1."""
+
+    __slots__ = ("count", "total", "squares")
+
+    def __init__(self) -> None:
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, length: float) -> None:
+        self.count += 1
+        self.total += length
+        self.squares += length * length
+
+    def cv2(self) -> float:
+        """Var / mean^2 (population variance); 0 for fewer than 2 lengths."""
+        if self.count < 2 or self.total <= 0:
+            return 0.0
+        return max(self.count * self.squares / (self.total * self.total) - 1.0, 0.0)
 
 
 def _finite(value: float) -> float | None:
