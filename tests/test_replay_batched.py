@@ -8,8 +8,13 @@ from collections import defaultdict
 import pytest
 
 from hf_laps import EngineConfig, LapsGenerator
-from hf_laps.scheduling import RoundRecord
+from hf_laps.batch_cost import (BATCH_GROWTH, BatchFactor, LinearBatchCost, RowRound, batched_rounds,
+                                fit_batch_cost, least_squares)
+from hf_laps.executor import Submission
+from hf_laps.replay import ParametricCost, RecordedCost, TraceReplayer, simulate
+from hf_laps.scheduling import POLICY_NAMES, RoundRecord, load_traces, synthetic_traces
 from hf_laps.scheduling.records import TimingRecord, read_timing_log
+from tests.test_scheduling_simulator import predictor_for
 from tests.tiny_models import prompts, tiny_target
 
 B1_LOG = "benchmarks/data/mixed-30.fcfs.timing.jsonl"
@@ -71,3 +76,108 @@ def test_the_engine_records_the_batch_of_every_shared_round(batched_records):
         assert all(k > 0 for k, _ in rows)   # first rounds prefill alone (the features hook)
     # first rounds ran alone: written as batch-1 rounds
     assert all(not record.rounds[0].batched for record in batched_records)
+
+
+# ---- step 2: the batched round's cost ---------------------------------------------------------
+def test_least_squares_recovers_a_plane_and_refuses_a_degenerate_column():
+    xs = [[1.0, t, 10.0 * t * t + k] for t in range(1, 6) for k in range(3)]
+    ys = [0.5 + 0.01 * x[1] + 0.002 * x[2] for x in xs]
+    assert least_squares(xs, ys) == pytest.approx([0.5, 0.01, 0.002])
+    assert least_squares([[1.0, 3.0] for _ in range(5)], [1.0] * 5) is None   # constant = intercept
+
+
+TRUTH = LinearBatchCost(intercept=0.05, per_token=0.004, per_kv=0.0002)
+
+
+def replayed_log(tmp_path, traces, cost, batch_size, name="fcfs"):
+    """A batched replay's own timing log, read back as traces (the log format round trip)."""
+    result = simulate(traces, name, cost=cost, max_batch_size=batch_size, predictor=predictor_for(name))
+    path = tmp_path / "replayed.timing.jsonl"
+    path.write_text("".join(json.dumps(r.to_json()) + "\n" for r in result.records), encoding="utf-8")
+    return result, load_traces(path)
+
+
+def test_the_batched_cost_is_learnt_from_a_batched_log(tmp_path):
+    traces = synthetic_traces(12, seed=3)
+    truth, logged = replayed_log(tmp_path, traces, RecordedCost(batch=TRUTH), 3)
+    assert {len(rows) for rows in batched_rounds(logged)} == {2, 3}
+    fit = fit_batch_cost(logged)
+    assert (fit.intercept, fit.per_token, fit.per_kv) == pytest.approx((0.05, 0.004, 0.0002), rel=1e-6)
+    # the log replayed at its own batch size under its own policy is the run it recorded
+    again = simulate(logged, "fcfs", max_batch_size=3)
+    assert again.mean_latency == pytest.approx(truth.mean_latency, rel=1e-9)
+    assert again.schedule == truth.schedule
+
+
+def test_without_batched_recordings_rounds_cost_the_slowest_row_times_the_batch_factor():
+    traces = synthetic_traces(4, seed=1)
+    cost = RecordedCost().for_traces(traces)
+    assert isinstance(cost.batch, BatchFactor) and fit_batch_cost(traces) is None
+    rows = [RowRound(t, 2, t.prompt_tokens + 9) for t in traces]
+    slowest = max(t.rounds[2].seconds for t in traces)
+    assert cost.batch_seconds(rows)[0] == pytest.approx(slowest * (1 + 3 * BATCH_GROWTH))
+
+
+def test_a_round_recorded_in_a_batch_replays_alone_at_the_fitted_price_of_one_row(tmp_path):
+    _, logged = replayed_log(tmp_path, synthetic_traces(12, seed=3), RecordedCost(batch=TRUTH), 3)
+    cost = RecordedCost().for_traces(logged)
+    trace = next(t for t in logged if t.rounds[1].batched)
+    row = RowRound(trace, 1, trace.prompt_tokens + trace.rounds[0].accepted + 1)
+    seconds, _ = cost.round_seconds(trace, 1, row.context_tokens)
+    assert seconds == pytest.approx(TRUTH.predict(row.fed_tokens, row.kv_tokens))
+    assert seconds < trace.rounds[1].seconds      # less than the shared round it was recorded in
+
+
+def test_parametric_batch_pays_the_weight_floor_once():
+    gpu = ParametricCost.paper_pair_gpu()
+    traces = synthetic_traces(4, seed=2)
+    rows = [RowRound(t, 3, t.prompt_tokens + 20) for t in traces]
+    one = [gpu.round_seconds(r.trace, r.k, r.context_tokens)[0] for r in rows]
+    assert gpu.batch_seconds(rows[:1])[0] == one[0]
+    batch, draft = gpu.batch_seconds(rows)
+    drafted = [r.record.drafted for r in rows]
+    assert draft == pytest.approx(sum(drafted) * gpu.t_draft)
+    # the floor once, every row's query and context terms
+    query = sum(d + 1 for d in drafted)
+    context = sum(r.context_tokens + d + 1 for r, d in zip(rows, drafted))
+    assert batch - draft == pytest.approx(gpu.t_target(context, query))
+    assert max(one) < batch < sum(one) - 2 * gpu.target_base
+    batched_draft = ParametricCost(**{**gpu.__dict__, "batched_draft": True})
+    assert batched_draft.batch_seconds(rows)[1] == pytest.approx(max(drafted) * gpu.t_draft)
+
+
+def test_run_batch_prefills_alone_then_shares_one_forward():
+    traces = synthetic_traces(3, seed=5)
+    replayer = TraceReplayer(traces, RecordedCost(batch=TRUTH))
+    for t in traces:
+        replayer.start(Submission(t.custom_id, t.prompt))
+    ids = [t.custom_id for t in traces]
+    first = replayer.run_batch(ids)
+    assert [r.seconds for r in first.reports] == [t.rounds[0].seconds for t in traces]
+    assert first.seconds == pytest.approx(sum(t.rounds[0].seconds for t in traces))
+    assert all(r.prefill and r.batch_size == 1 for r in first.reports)
+    second = replayer.run_batch(ids)
+    rows = [RowRound(t, 1, t.prompt_tokens + t.rounds[0].accepted + 1) for t in traces]
+    assert second.seconds == pytest.approx(TRUTH.seconds(rows))
+    assert {(r.batch_size, r.batch_tokens, r.seconds) for r in second.reports} == \
+        {(3, sum(r.fed_tokens for r in rows), second.seconds)}
+
+
+# ---- step 3: every policy at B > 1 ------------------------------------------------------------
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_every_policy_replays_batched_rounds(name):
+    traces = synthetic_traces(16, seed=11)          # a burst: the queue holds more than B
+    gpu = ParametricCost.paper_pair_gpu()
+    alone = simulate(traces, name, cost=gpu, predictor=predictor_for(name))
+    for size in (2, 4):
+        result = simulate(traces, name, cost=gpu, max_batch_size=size, predictor=predictor_for(name))
+        assert [r.custom_id for r in result.requests] == [t.custom_id for t in traces]
+        assert [r.output_tokens for r in result.requests] == [t.output_tokens for t in traces]
+        # every recorded round played exactly once, in its order
+        for record, trace in zip(result.records, traces):
+            assert [(r.drafted, r.accepted) for r in record.rounds] == [(r.drafted, r.accepted) for r in trace.rounds]
+        sizes = {r.batch_size for record in result.records for r in record.rounds}
+        assert max(sizes) == size
+        # sharing the weight floor: the work takes less time than one request per round
+        assert result.makespan < alone.makespan
+        assert result.mean_latency < alone.mean_latency

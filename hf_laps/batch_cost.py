@@ -1,0 +1,177 @@
+"""What a batched round costs in a replay, learnt from the recordings.
+
+A batched round (`max_batch_size` B > 1) runs ONE target forward over the rows of up to B
+requests. Its seconds grow with what the forward computes:
+
+    seconds = a + b * batch_tokens + c * batch_kv
+
+- `a`: the per-forward floor (reading the weights once, kernel launches, the loop's own work);
+- `batch_tokens` = sum over rows of the query tokens a row feeds (its unseen committed tokens -
+  the prompt on a first round, the last round's bonus token after it - plus its drafts): the
+  matmul work, linear in tokens;
+- `batch_kv` = sum over rows of the KV length the row attends over after the forward (cached +
+  fed): the attention reads.
+
+`fit_batch_cost` fits (a, b, c) by least squares on the batched rounds of a timing log (rounds
+logged with batch_size > 1, docs/timing-log.md). Every row of one forward logs the same measured
+seconds, so the rows of a round are found again by that value; each round is one observation.
+A log with no batched rounds (every recording at B = 1) cannot teach the batch's cost; then
+`BatchFactor` prices a round from its rows' own batch-1 seconds: the slowest row's seconds times
+1 + g (B - 1), with g the growth per extra row measured on the embedded model (see BATCH_GROWTH).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Protocol, Sequence
+
+from hf_laps.scheduling import RoundRecord, Trace
+
+# Growth of a batched round's seconds per extra row, relative to the slowest row's batch-1
+# round: the embedded SmolLM2-135M with prompt lookup on mixed-30 (128 new tokens, fcfs, one CPU
+# thread), recorded at B = 4 and B = 1 one after the other on the same machine: the shared
+# round's seconds over the slowest row's batch-1 seconds of the same rounds, fitted as
+# 1 + g (B - 1) (docs/benchmarks.md, "Batched rounds in replay").
+BATCH_GROWTH = 0.25
+
+
+@dataclass(frozen=True)
+class RowRound:
+    """One request's part of a (batched) round: the k-th recorded round of `trace`, run with
+    `context_tokens` committed tokens (prompt + generated before the round)."""
+
+    trace: Trace
+    k: int
+    context_tokens: int
+
+    @property
+    def record(self) -> RoundRecord:
+        return self.trace.rounds[self.k]
+
+    @property
+    def fed_tokens(self) -> int:
+        """Query tokens the row feeds the target: unseen committed tokens + drafts."""
+        return (self.trace.prompt_tokens if self.k == 0 else 1) + self.record.drafted
+
+    @property
+    def kv_tokens(self) -> int:
+        """KV length the row attends over after the forward: committed + drafts."""
+        return self.context_tokens + self.record.drafted
+
+    @property
+    def draft_share(self) -> float:
+        """This row's part of its recorded drafting (a batched round logs all rows' drafting)."""
+        draft = self.record.draft_seconds or 0.0
+        return draft / self.record.batch_size
+
+
+class BatchCost(Protocol):
+    def seconds(self, rows: Sequence[RowRound]) -> float:
+        """Seconds of one round sharing a forward over `rows` (drafting included)."""
+
+
+@dataclass(frozen=True)
+class LinearBatchCost:
+    """seconds = intercept + per_token * sum(fed tokens) + per_kv * sum(KV tokens), fitted on
+    `rounds` batched rounds (`rms` seconds of residual)."""
+
+    intercept: float
+    per_token: float
+    per_kv: float
+    rounds: int = 0
+    rms: float = 0.0
+
+    def predict(self, batch_tokens: int, batch_kv: int) -> float:
+        return max(self.intercept + self.per_token * batch_tokens + self.per_kv * batch_kv, 0.0)
+
+    def seconds(self, rows: Sequence[RowRound]) -> float:
+        return self.predict(sum(r.fed_tokens for r in rows), sum(r.kv_tokens for r in rows))
+
+
+@dataclass(frozen=True)
+class BatchFactor:
+    """The fallback without batched recordings: max(rows' batch-1 seconds) * (1 + growth (B - 1)).
+
+    The slowest row bounds the forward from below (it computes at least that row's work); every
+    extra row adds `growth` of it. A row recorded in a batch (its seconds are a shared round's)
+    counts with its seconds divided by that batch's 1 + growth (b - 1)."""
+
+    growth: float = BATCH_GROWTH
+
+    def factor(self, batch_size: int) -> float:
+        return 1.0 + self.growth * (batch_size - 1)
+
+    def seconds(self, rows: Sequence[RowRound]) -> float:
+        solo = max(r.record.seconds / self.factor(r.record.batch_size) for r in rows)
+        return solo * self.factor(len(rows))
+
+
+# ---- learning it from a log ---------------------------------------------------------------
+def replay_rows(trace: Trace) -> list[RowRound]:
+    """Every recorded round of `trace` with the context it ran at (emitted = accepted + 1 for
+    every round but the last, which is where the context stops mattering)."""
+    rows, context = [], trace.prompt_tokens
+    for k, record in enumerate(trace.rounds):
+        rows.append(RowRound(trace, k, context))
+        context += record.accepted + 1
+    return rows
+
+
+def batched_rounds(traces: Iterable[Trace]) -> list[list[RowRound]]:
+    """The recorded batched rounds, each as its rows.
+
+    Rows of one forward log identical (seconds, draft_seconds, batch_size, batch_tokens); a
+    group whose size is not its batch_size (a row whose request failed, or is missing from the
+    log) is left out: its rows' contexts are not all known.
+    """
+    groups: dict[tuple, list[RowRound]] = defaultdict(list)
+    for trace in traces:
+        for row in replay_rows(trace):
+            r = row.record
+            if r.batch_size > 1:
+                groups[(r.seconds, r.draft_seconds, r.batch_size, r.batch_tokens)].append(row)
+    return [rows for key, rows in groups.items() if len(rows) == key[2]]
+
+
+def fit_batch_cost(traces: Sequence[Trace], min_rounds: int = 8) -> LinearBatchCost | None:
+    """Least-squares (a, b, c) on the batched rounds of `traces`; None with fewer than
+    `min_rounds` of them (then use `BatchFactor`). A term whose column is degenerate (every
+    round fed the same tokens, say) is dropped rather than fitted to noise."""
+    rounds = batched_rounds(traces)
+    if len(rounds) < min_rounds:
+        return None
+    xs = [(1.0, float(rows[0].record.batch_tokens), float(sum(r.kv_tokens for r in rows))) for rows in rounds]
+    ys = [rows[0].record.seconds for rows in rounds]
+    for columns in ((0, 1, 2), (0, 1), (0,)):
+        coef = least_squares([[x[j] for j in columns] for x in xs], ys)
+        if coef is not None:
+            full = dict(zip(columns, coef))
+            fit = LinearBatchCost(full.get(0, 0.0), full.get(1, 0.0), full.get(2, 0.0), rounds=len(rounds))
+            residuals = [y - fit.predict(int(x[1]), int(x[2])) for x, y in zip(xs, ys)]
+            rms = math.sqrt(sum(e * e for e in residuals) / len(residuals))
+            return LinearBatchCost(fit.intercept, fit.per_token, fit.per_kv, rounds=len(rounds), rms=rms)
+    return None
+
+
+def least_squares(xs: list[list[float]], ys: list[float]) -> list[float] | None:
+    """argmin_w |X w - y|^2 by the normal equations (X^T X) w = X^T y, solved by Gaussian
+    elimination with partial pivoting on the column-scaled system; None when X^T X is singular
+    (a column is constant or a combination of the others)."""
+    n = len(xs[0])
+    # scale columns to unit max so one pivot tolerance fits seconds, tokens and KV lengths alike
+    scale = [max(abs(x[j]) for x in xs) or 1.0 for j in range(n)]
+    rows = [[x[j] / scale[j] for j in range(n)] for x in xs]
+    a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] + [sum(r[i] * y for r, y in zip(rows, ys))]
+         for i in range(n)]
+    size = math.sqrt(sum(a[i][i] for i in range(n)))
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda i: abs(a[i][col]))
+        if abs(a[pivot][col]) <= 1e-9 * size * size:
+            return None
+        a[col], a[pivot] = a[pivot], a[col]
+        for i in range(n):
+            if i != col:
+                f = a[i][col] / a[col][col]
+                a[i] = [v - f * p for v, p in zip(a[i], a[col])]
+    return [a[i][n] / a[i][i] / scale[i] for i in range(n)]
