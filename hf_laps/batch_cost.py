@@ -107,6 +107,28 @@ class BatchFactor:
         return solo * self.factor(len(rows))
 
 
+@dataclass(frozen=True)
+class RelativeBatchCost:
+    """A fit learnt on one recording, applied at another recording's speed.
+
+    A fit's absolute seconds hold only for the machine and load it was recorded on. Here each
+    row's recorded batch-1 seconds over the fit's price of that row alone say how much slower
+    this recording ran; the batch costs the fit's price times the mean of those speeds:
+
+        seconds = fit(rows) * mean_i(recorded_i / fit(row_i alone))
+
+    so one row costs its recorded seconds and the batch grows as the fit says (rows must be
+    batch-1 rounds: their seconds are what one row costs)."""
+
+    fit: LinearBatchCost
+
+    def seconds(self, rows: Sequence[RowRound]) -> float:
+        speeds = [r.record.seconds / alone for r in rows if (alone := self.fit.seconds([r])) > 0]
+        if not speeds:
+            return max(r.record.seconds for r in rows)
+        return self.fit.seconds(rows) * sum(speeds) / len(speeds)
+
+
 # ---- learning it from a log ---------------------------------------------------------------
 def replay_rows(trace: Trace) -> list[RowRound]:
     """Every recorded round of `trace` with the context it ran at (emitted = accepted + 1 for
@@ -137,15 +159,17 @@ def batched_rounds(traces: Iterable[Trace]) -> list[list[RowRound]]:
 def fit_batch_cost(traces: Sequence[Trace], min_rounds: int = 8) -> LinearBatchCost | None:
     """Least-squares (a, b, c) on the batched rounds of `traces`; None with fewer than
     `min_rounds` of them (then use `BatchFactor`). A term whose column is degenerate (every
-    round fed the same tokens, say) is dropped rather than fitted to noise."""
+    round fed the same tokens, say) or whose slope comes out negative (more work cannot take
+    less time: on a loaded machine noise can outweigh a small term) is dropped and the rest
+    refitted."""
     rounds = batched_rounds(traces)
     if len(rounds) < min_rounds:
         return None
     xs = [(1.0, float(rows[0].record.batch_tokens), float(sum(r.kv_tokens for r in rows))) for rows in rounds]
     ys = [rows[0].record.seconds for rows in rounds]
-    for columns in ((0, 1, 2), (0, 1), (0,)):
+    for columns in ((0, 1, 2), (0, 2), (0, 1), (0,)):
         coef = least_squares([[x[j] for j in columns] for x in xs], ys)
-        if coef is not None:
+        if coef is not None and all(c >= 0 for c in coef[1:]):
             full = dict(zip(columns, coef))
             fit = LinearBatchCost(full.get(0, 0.0), full.get(1, 0.0), full.get(2, 0.0), rounds=len(rounds))
             residuals = [y - fit.predict(int(x[1]), int(x[2])) for x, y in zip(xs, ys)]
