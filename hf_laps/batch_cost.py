@@ -129,6 +129,27 @@ class RelativeBatchCost:
         return self.fit.seconds(rows) * sum(speeds) / len(speeds)
 
 
+@dataclass(frozen=True)
+class RecordedBatches:
+    """A diagnostic: rows that are exactly one recorded batched round (the same rounds of the
+    same requests) cost that round's recorded seconds; any other batch costs `otherwise`'s price.
+
+    Replaying a log under its own policy and batch size with it re-enacts the recording, so any
+    gap to the real run is the replayer's, not the cost model's. It is not a cost model to
+    compare policies with: the batches a policy shares with the recording would pay the
+    machine's load at recording time, the others the fit's average."""
+
+    otherwise: BatchCost
+
+    def seconds(self, rows: Sequence[RowRound]) -> float:
+        first = rows[0].record
+        if first.batch_size == len(rows) and all(
+                (r.record.seconds, r.record.draft_seconds, r.record.batch_tokens)
+                == (first.seconds, first.draft_seconds, first.batch_tokens) for r in rows):
+            return first.seconds
+        return self.otherwise.seconds(rows)
+
+
 # ---- learning it from a log ---------------------------------------------------------------
 def replay_rows(trace: Trace) -> list[RowRound]:
     """Every recorded round of `trace` with the context it ran at (emitted = accepted + 1 for

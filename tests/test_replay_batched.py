@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 from hf_laps import EngineConfig, LapsGenerator
-from hf_laps.batch_cost import (BATCH_GROWTH, BatchFactor, LinearBatchCost, RowRound, batched_rounds,
+from hf_laps.batch_cost import (BATCH_GROWTH, BatchFactor, LinearBatchCost, RecordedBatches, RowRound, batched_rounds,
                                 fit_batch_cost, least_squares)
 from hf_laps.executor import Submission
 from hf_laps.replay import ParametricCost, RecordedCost, TraceReplayer, simulate
@@ -212,3 +212,23 @@ def test_bench_replays_at_the_max_batch_size(tmp_path):
     for name in ("fcfs", "las"):
         assert replayed[name]["latency_mean"] == pytest.approx(
             simulate(traces, name, max_batch_size=3).mean_latency)
+
+
+# ---- the real batched recording -----------------------------------------------------------------
+B4_LOG = "benchmarks/data/mixed-30.b4.timing.jsonl"
+
+
+def test_a_real_batched_run_replays_at_its_own_batch_size():
+    """`hf-laps run benchmarks/data/mixed-30.jsonl --max-batch-size 4 --policy fcfs`, replayed."""
+    records, traces = read_timing_log(B4_LOG), load_traces(B4_LOG)
+    real = sum(r.latency for r in records) / len(records)
+    fit = fit_batch_cost(traces)
+    assert fit.rounds > 400 and fit.intercept > 0 and fit.per_token > 0
+    # re-enacting the recorded batches: the replayer itself is exact
+    exact = simulate(traces, "fcfs", cost=RecordedCost(batch=RecordedBatches(fit)), max_batch_size=4)
+    assert exact.mean_latency == pytest.approx(real, rel=0.01)
+    # the fit prices every batch alike: the same work in the same time (makespan), while the
+    # machine's load, which grew during the recording, is averaged (docs/replay-batched.md)
+    fitted = simulate(traces, "fcfs", max_batch_size=4)
+    assert fitted.makespan == pytest.approx(max(r.finish for r in records), rel=0.02)
+    assert fitted.mean_latency == pytest.approx(real, rel=0.15)
