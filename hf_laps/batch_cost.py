@@ -17,7 +17,7 @@ logged with batch_size > 1, docs/timing-log.md). Every row of one forward logs t
 seconds, so the rows of a round are found again by that value; each round is one observation.
 A log with no batched rounds (every recording at B = 1) cannot teach the batch's cost; then
 `BatchFactor` prices a round from its rows' own batch-1 seconds: the slowest row's seconds times
-1 + g (B - 1), with g the growth per extra row measured on the embedded model (see BATCH_GROWTH).
+a ratio measured side by side on the embedded model (BATCH_RATIOS).
 """
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ from typing import Iterable, Protocol, Sequence
 
 from hf_laps.scheduling import RoundRecord, Trace
 
-# Growth of a batched round's seconds per extra row, relative to the slowest row's batch-1
-# round: the embedded SmolLM2-135M with prompt lookup on mixed-30 (128 new tokens, fcfs, one CPU
-# thread), recorded at B = 4 and B = 1 one after the other on the same machine: the shared
-# round's seconds over the slowest row's batch-1 seconds of the same rounds, fitted as
-# 1 + g (B - 1) (docs/benchmarks.md, "Batched rounds in replay").
-BATCH_GROWTH = 0.25
+# A batched round's seconds over its slowest row's batch-1 round, by rows in the forward: the
+# embedded SmolLM2-135M with prompt lookup (10 drafts) on the first prompts of mixed-30, one CPU
+# thread, medians of 30 trials per B, each row's next round run alone and the B rows together,
+# alternating (benchmarks/batch_growth.py). The growth per row is not constant (~0.08 per extra
+# row at B = 2, ~0.25 at B = 8: the forward leaves the weight-read floor as it grows).
+BATCH_RATIOS = ((1, 1.0), (2, 1.081), (4, 1.370), (8, 2.751))
 
 
 @dataclass(frozen=True)
@@ -91,16 +91,21 @@ class LinearBatchCost:
 
 @dataclass(frozen=True)
 class BatchFactor:
-    """The fallback without batched recordings: max(rows' batch-1 seconds) * (1 + growth (B - 1)).
+    """The fallback without batched recordings: max(rows' batch-1 seconds) * ratio(B).
 
-    The slowest row bounds the forward from below (it computes at least that row's work); every
-    extra row adds `growth` of it. A row recorded in a batch (its seconds are a shared round's)
-    counts with its seconds divided by that batch's 1 + growth (b - 1)."""
+    The slowest row bounds the forward from below (it computes at least that row's work); `ratios`
+    ((rows, ratio) pairs, from 1 row up) say how much more B rows cost, linear between the
+    measured sizes and along the last segment beyond them. A row recorded in a batch of b (its
+    seconds are a shared round's) counts with its seconds divided by ratio(b)."""
 
-    growth: float = BATCH_GROWTH
+    ratios: tuple[tuple[int, float], ...] = BATCH_RATIOS
 
     def factor(self, batch_size: int) -> float:
-        return 1.0 + self.growth * (batch_size - 1)
+        points = self.ratios
+        for (b0, r0), (b1, r1) in zip(points, points[1:]):
+            if batch_size <= b1 or (b1, r1) == points[-1]:
+                return r0 + (r1 - r0) * (batch_size - b0) / (b1 - b0)
+        return points[0][1]
 
     def seconds(self, rows: Sequence[RowRound]) -> float:
         solo = max(r.record.seconds / self.factor(r.record.batch_size) for r in rows)

@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 from hf_laps import EngineConfig, LapsGenerator
-from hf_laps.batch_cost import (BATCH_GROWTH, BatchFactor, LinearBatchCost, RecordedBatches, RowRound, batched_rounds,
+from hf_laps.batch_cost import (BatchFactor, LinearBatchCost, RecordedBatches, RowRound, batched_rounds,
                                 fit_batch_cost, least_squares)
 from hf_laps.executor import Submission
 from hf_laps.replay import ParametricCost, RecordedCost, TraceReplayer, simulate
@@ -118,7 +118,9 @@ def test_without_batched_recordings_rounds_cost_the_slowest_row_times_the_batch_
     assert isinstance(cost.batch, BatchFactor) and fit_batch_cost(traces) is None
     rows = [RowRound(t, 2, t.prompt_tokens + 9) for t in traces]
     slowest = max(t.rounds[2].seconds for t in traces)
-    assert cost.batch_seconds(rows)[0] == pytest.approx(slowest * (1 + 3 * BATCH_GROWTH))
+    assert cost.batch_seconds(rows)[0] == pytest.approx(slowest * 1.370)   # measured at B = 4
+    factor = BatchFactor(((1, 1.0), (2, 1.1), (4, 1.5)))
+    assert [factor.factor(b) for b in (1, 2, 3, 4, 6)] == pytest.approx([1.0, 1.1, 1.3, 1.5, 1.9])
 
 
 def test_a_round_recorded_in_a_batch_replays_alone_at_the_fitted_price_of_one_row(tmp_path):
