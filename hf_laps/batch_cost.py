@@ -31,8 +31,8 @@ from hf_laps.scheduling import RoundRecord, Trace
 # A batched round's seconds over its slowest row's batch-1 round, by rows in the forward: the
 # embedded SmolLM2-135M with prompt lookup (10 drafts) on the first prompts of mixed-30, one CPU
 # thread, medians of 30 trials per B, each row's next round run alone and the B rows together,
-# alternating (benchmarks/batch_growth.py). The growth per row is not constant (~0.08 per extra
-# row at B = 2, ~0.25 at B = 8: the forward leaves the weight-read floor as it grows).
+# alternating (benchmarks/batch_growth.py). The growth per extra row is not constant: ~0.08 at
+# B = 2, ~0.12 at B = 4, ~0.25 at B = 8, so the ratio is interpolated, not fitted as a line.
 BATCH_RATIOS = ((1, 1.0), (2, 1.081), (4, 1.370), (8, 2.751))
 
 
