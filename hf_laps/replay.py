@@ -4,135 +4,38 @@ Under greedy decoding a request's rounds (drafted, accepted) do not depend on th
 replaying them in the order a policy chooses reproduces what the loop would have done on the
 real models. The loop is the real one (`hf_laps.loop.ServingLoop`); only the executor differs:
 `TraceReplayer` plays the k-th recorded round of a request when the loop runs it, and a cost
-model says how many seconds each step takes:
+model (hf_laps/replay_cost.py: `RecordedCost`, `ParametricCost`) says how many seconds each step
+takes.
 
-- `RecordedCost`: the seconds the recording measured (admission, every round); moving a KV cache
-  costs what a `switch_cost` says (a constant or a function of the context tokens).
-- `ParametricCost`: T_round = T_target(context, query tokens) + drafted * T_draft, and moving a
-  KV cache costs bytes * seconds-per-byte each way; `ParametricCost.paper_pair_gpu()` is the
-  paper's LLaMA-7B / LLaMA-68M pair on one H200 (measured figures in its docstring).
+With max_batch_size B > 1 the loop asks for batched rounds (`TraceReplayer.run_batch`): the
+rows play their next recorded rounds together and the cost model prices the one shared forward
+(hf_laps/batch_cost.py). A request's first round runs alone, before the shared forward, as the
+engine does when its prefill hooks the length-prediction features, unless the recording shows
+that first round inside a batch (the packed layout without features).
 
-    result = simulate(load_traces("job.timing.jsonl"), "laps-sd")
+    result = simulate(load_traces("job.timing.jsonl"), "laps-sd", max_batch_size=4)
     print(result.summary())
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence, Union
+from typing import Sequence
 
+from hf_laps.batch_cost import RowRound
 from hf_laps.clock import VirtualClock
-from hf_laps.executor import Finished, Started, Submission
+from hf_laps.executor import BatchRan, Finished, Started, Submission
 from hf_laps.loop import ServingLoop
+from hf_laps.replay_cost import (CostModel, ParametricCost, RecordedCost, SwitchCost,
+                                 linear_switch_cost)
 from hf_laps.scheduling import (LengthPredictor, Policy, RoundReport, SchedulerConfig, Trace,
                                 make_policy)
 from hf_laps.scheduling.feature_codec import decode_features
 from hf_laps.scheduling.records import TimingRecord
 from hf_laps.stats import latency_summary, mean
 
-SwitchCost = Union[float, Callable[[int], float]]
-
-
-# ---- cost models --------------------------------------------------------------------------
-class CostModel(Protocol):
-    def admit_seconds(self, trace: Trace) -> float: ...
-
-    def round_seconds(self, trace: Trace, k: int, context_tokens: int) -> tuple[float, float]:
-        """(seconds, draft_seconds) of the k-th round of `trace` at `context_tokens` of context."""
-
-    def kv_bytes(self, context_tokens: int) -> int: ...
-
-    def park_seconds(self, context_tokens: int) -> float: ...
-
-    def unpark_seconds(self, context_tokens: int) -> float: ...
-
-
-def linear_switch_cost(seconds_per_token: float, fixed_seconds: float = 0.0) -> Callable[[int], float]:
-    """Switch cost of moving a KV cache back: fixed + seconds_per_token * context tokens."""
-    if seconds_per_token < 0 or fixed_seconds < 0:
-        raise ValueError("switch costs must be >= 0")
-    return lambda context_tokens: fixed_seconds + seconds_per_token * context_tokens
-
-
-@dataclass(frozen=True)
-class RecordedCost:
-    """The recording's own seconds; a resume after another request costs `switch_cost`.
-
-    `switch_cost` (seconds, or a function of the context tokens) is charged when a parked
-    request's KV cache comes back; parking itself is free. `simulate` parks every paused
-    request when the switch cost is not zero, so a request pays it each time it resumes after
-    another one ran. KV "bytes" count tokens here (a recording does not say the cache's size).
-    """
-
-    switch_cost: SwitchCost = 0.0
-
-    def admit_seconds(self, trace: Trace) -> float:
-        return trace.admit_seconds
-
-    def round_seconds(self, trace: Trace, k: int, context_tokens: int) -> tuple[float, float]:
-        r = trace.rounds[k]
-        return r.seconds, r.draft_seconds if r.draft_seconds is not None else 0.0
-
-    def kv_bytes(self, context_tokens: int) -> int:
-        return context_tokens
-
-    def park_seconds(self, context_tokens: int) -> float:
-        return 0.0
-
-    def unpark_seconds(self, context_tokens: int) -> float:
-        cost = self.switch_cost
-        return cost(context_tokens) if callable(cost) else float(cost)
-
-
-@dataclass(frozen=True)
-class ParametricCost:
-    """T_round = T_target(context, query) + drafted * t_draft; moves cost bytes * seconds_per_byte.
-
-    T_target is bilinear between the measured corners: `target_base` seconds for 1 query token at
-    `context_base` tokens of context, plus `target_per_query` per extra query token and
-    `target_per_context` per extra context token. The first round also prefills: its query is the
-    prompt plus the drafts, at the prompt's context. KV bytes = `kv_bytes_per_token` * context
-    (both models' caches; the draft's is ~1 % of a 7B target's and is ignored).
-    """
-
-    target_base: float
-    target_per_query: float
-    target_per_context: float
-    t_draft: float
-    kv_bytes_per_token: int
-    seconds_per_byte: float
-    context_base: int = 128
-
-    @classmethod
-    def paper_pair_gpu(cls) -> "ParametricCost":
-        """LLaMA-7B target + LLaMA-68M draft, fp16, one H200, transformers eager, measured:
-        target verify 21 ms (1 query token, 128 context) to 25 ms (11 query tokens, 2048
-        context); draft 1.9 ms per token; a 7B KV cache of 512 tokens is 268 MB (32 layers x 2 x
-        4096 x 2 bytes = 524,288 bytes per token) and moves in 4.9 ms each way from pinned memory."""
-        return cls(target_base=0.021, target_per_query=0.002 / 10, target_per_context=0.002 / 1920,
-                   t_draft=0.0019, kv_bytes_per_token=524_288, seconds_per_byte=0.0049 / 268_435_456)
-
-    def t_target(self, context_tokens: int, query_tokens: int) -> float:
-        return (self.target_base + self.target_per_query * max(query_tokens - 1, 0)
-                + self.target_per_context * max(context_tokens - self.context_base, 0))
-
-    def admit_seconds(self, trace: Trace) -> float:
-        return 0.0
-
-    def round_seconds(self, trace: Trace, k: int, context_tokens: int) -> tuple[float, float]:
-        drafted = trace.rounds[k].drafted
-        query = drafted + 1 + (trace.prompt_tokens if k == 0 else 0)
-        draft = drafted * self.t_draft
-        return self.t_target(context_tokens + drafted + 1, query) + draft, draft
-
-    def kv_bytes(self, context_tokens: int) -> int:
-        return self.kv_bytes_per_token * context_tokens
-
-    def park_seconds(self, context_tokens: int) -> float:
-        return self.kv_bytes(context_tokens) * self.seconds_per_byte
-
-    def unpark_seconds(self, context_tokens: int) -> float:
-        return self.park_seconds(context_tokens)
+__all__ = ["CostModel", "ParametricCost", "RecordedCost", "SwitchCost", "linear_switch_cost",
+           "TraceReplayer", "RequestOutcome", "SimulationResult", "simulate"]
 
 
 # ---- the executor -------------------------------------------------------------------------
@@ -148,14 +51,16 @@ class _Replay:
 
 
 class TraceReplayer:
-    """Executor playing recorded traces (see `hf_laps.executor.Executor`); submissions are matched
-    to traces by request_id and admitted at the submission's arrival."""
+    """Executor playing recorded traces (see `hf_laps.executor.BatchExecutor`); submissions are
+    matched to traces by request_id and admitted at the submission's arrival. A `RecordedCost`
+    learns its batched-round price from these traces (`RecordedCost.for_traces`)."""
 
     def __init__(self, traces: Sequence[Trace], cost: CostModel | None = None) -> None:
         self.traces = {t.custom_id: t for t in traces}
         if len(self.traces) != len(traces):
             raise ValueError("replay: traces must have unique custom_id")
-        self.cost = cost or RecordedCost()
+        cost = cost or RecordedCost()
+        self.cost = cost.for_traces(traces) if isinstance(cost, RecordedCost) else cost
         self.live: dict[str, _Replay] = {}
 
     def start(self, submission: Submission) -> Started:
@@ -166,20 +71,50 @@ class TraceReplayer:
 
     def run_round(self, request_id: str) -> RoundReport:
         replay = self.live[request_id]
+        seconds, draft = self.cost.round_seconds(replay.trace, replay.next_round, replay.context)
+        return self._play(replay, seconds, draft)
+
+    def run_batch(self, request_ids: list[str]) -> BatchRan:
+        """One round of each request: first rounds recorded alone run alone (their own seconds,
+        one after the other), the rest share one forward priced by `cost.batch_seconds`."""
+        alone = [rid for rid in request_ids if self._prefills_alone(self.live[rid])]
+        shared = [self.live[rid] for rid in request_ids if rid not in alone]
+        reports = {rid: self.run_round(rid) for rid in alone}
+        seconds = sum(report.seconds for report in reports.values())
+        if len(shared) == 1:
+            report = self.run_round(shared[0].trace.custom_id)
+            reports[report.request_id] = report
+            seconds += report.seconds
+        elif shared:
+            rows = [RowRound(r.trace, r.next_round, r.context) for r in shared]
+            shared_seconds, draft = self.cost.batch_seconds(rows)
+            tokens = sum(row.fed_tokens for row in rows)
+            for replay in shared:
+                reports[replay.trace.custom_id] = self._play(replay, shared_seconds, draft, len(rows), tokens)
+            seconds += shared_seconds
+        return BatchRan(reports=[reports[rid] for rid in request_ids], seconds=seconds)
+
+    @staticmethod
+    def _prefills_alone(replay: _Replay) -> bool:
+        """A first round runs alone unless the recording shows it inside a batch."""
+        return replay.next_round == 0 and not replay.trace.rounds[0].batched
+
+    def _play(self, replay: _Replay, seconds: float, draft: float, batch_size: int = 1,
+              batch_tokens: int = 0) -> RoundReport:
+        """Advance `replay` by its next recorded round, which took `seconds` (`draft` drafting)."""
         trace, k = replay.trace, replay.next_round
         record = trace.rounds[k]
         last = k == len(trace.rounds) - 1
         emitted = record.accepted + 1
         if last and trace.output_tokens > replay.generated:
             emitted = trace.output_tokens - replay.generated   # the log's total is the truth
-        seconds, draft = self.cost.round_seconds(trace, k, replay.context)
         replay.next_round += 1
         replay.generated += emitted
         features = decode_features(trace.features) if k == 0 and trace.features else None
-        return RoundReport(request_id=request_id, drafted=record.drafted, accepted=record.accepted,
+        return RoundReport(request_id=trace.custom_id, drafted=record.drafted, accepted=record.accepted,
                            emitted=emitted, seconds=seconds, draft_seconds=draft,
                            verify_seconds=max(seconds - draft, 0.0), finished=last, prefill=k == 0,
-                           features=features)
+                           features=features, batch_size=batch_size, batch_tokens=batch_tokens)
 
     def has_cache(self, request_id: str) -> bool:
         return self.live[request_id].next_round > 0
@@ -293,7 +228,7 @@ def _admitted_or_inf(trace: Trace) -> float:
 def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchCost = 0.0, *,
              config: SchedulerConfig | None = None, predictor: LengthPredictor | None = None,
              cost: CostModel | None = None, kv_budget_bytes: int | None = None,
-             record_events: bool = True) -> SimulationResult:
+             record_events: bool = True, max_batch_size: int = 1) -> SimulationResult:
     """Replay `traces` under `policy` through the serving loop on a virtual clock.
 
     Args:
@@ -306,6 +241,8 @@ def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchC
             the KV budget decides what is parked).
         kv_budget_bytes: as ServingLoop (in the cost model's bytes).
         record_events: keep the policy's events in the result.
+        max_batch_size: requests per round (B); B > 1 plays batched rounds (`TraceReplayer.run_batch`),
+            priced by the cost model's `batch_seconds`.
 
     Raises:
         RuntimeError: the policy picked nothing while holding requests (not work-conserving),
@@ -321,7 +258,8 @@ def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchC
             kv_budget_bytes = 0          # every paused request is parked: each resume pays
     schedule: list[str] = []
     loop = ServingLoop(TraceReplayer(traces, cost), policy, clock=VirtualClock(),
-                       kv_budget_bytes=kv_budget_bytes, on_round=lambda report: schedule.append(report.request_id))
+                       kv_budget_bytes=kv_budget_bytes, on_round=lambda report: schedule.append(report.request_id),
+                       max_batch_size=max_batch_size)
     # admission order = the recording's (a log lists requests in the order they FINISHED, and
     # policies break ties in arrival by admission order); logs without admission times keep
     # the input order

@@ -9,6 +9,7 @@ and the workload tools all read logs back through `read_timing_log`. The on-disk
      "admitted": 0.004, "latency": 2.3, "queue_wait": 0.1, "prompt_tokens": 51, "output_tokens": 128,
      "max_new_tokens": 128, "finish_reason": "length",
      "rounds": [[drafted, accepted, seconds, draft_seconds], ...],   # the first one prefilled
+               # a batched round (B > 1) appends [..., batch_size, batch_tokens]
      "preemptions": 0, "switch_seconds": 0.0, "admit_seconds": 0.004, "busy_seconds": 2.1,
      "policy": "fcfs", "policy_final": {...}, "policy_events": [...], "metrics": {...},
      "prompt": "...", "features": {...} | null}
@@ -36,28 +37,46 @@ class RoundRecord:
     """One speculative round as logged: what was drafted, accepted, and how long it took.
 
     `seconds` is the whole round (drafting + target verify + acceptance; the prefill too on a
-    request's first round); `draft_seconds` its drafting part, None when not measured.
+    request's first round); `draft_seconds` its drafting part, None when not measured. A round
+    that shared its target forward with other requests (max_batch_size > 1) also keeps
+    `batch_size` (rows in that forward) and `batch_tokens` (their query tokens, summed); its
+    `seconds` are then the shared round's. On disk they are appended only when they differ from
+    the defaults (1, 0), so a batch-1 round is written exactly as before they existed.
     """
 
     drafted: int
     accepted: int
     seconds: float
     draft_seconds: float | None = None
+    batch_size: int = 1
+    batch_tokens: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.accepted <= max(self.drafted, 0) or not self.seconds >= 0:
             raise ValueError(f"round {self.to_json()!r} needs 0 <= accepted <= drafted and seconds >= 0")
+        if self.batch_size < 1 or self.batch_tokens < 0:
+            raise ValueError(f"round {self.to_json()!r} needs batch_size >= 1 and batch_tokens >= 0")
+
+    @property
+    def batched(self) -> bool:
+        """Whether the round's fields differ from a batch-1 round's (what `to_json` appends)."""
+        return self.batch_size != 1 or self.batch_tokens != 0
 
     def to_json(self) -> list:
         out = [self.drafted, self.accepted, self.seconds]
+        if self.batched:
+            return out + [self.draft_seconds, self.batch_size, self.batch_tokens]
         return out + [self.draft_seconds] if self.draft_seconds is not None else out
 
     @classmethod
     def from_json(cls, item: Any) -> "RoundRecord":
-        if not isinstance(item, (list, tuple)) or len(item) not in (3, 4):
-            raise ValueError(f"a round must be [drafted, accepted, seconds(, draft_seconds)], got {item!r}")
-        draft = float(item[3]) if len(item) == 4 and item[3] is not None else None
-        return cls(drafted=int(item[0]), accepted=int(item[1]), seconds=float(item[2]), draft_seconds=draft)
+        if not isinstance(item, (list, tuple)) or len(item) not in (3, 4, 6):
+            raise ValueError("a round must be [drafted, accepted, seconds(, draft_seconds(, batch_size, "
+                             f"batch_tokens))], got {item!r}")
+        draft = float(item[3]) if len(item) >= 4 and item[3] is not None else None
+        batch_size, batch_tokens = (int(item[4]), int(item[5])) if len(item) == 6 else (1, 0)
+        return cls(drafted=int(item[0]), accepted=int(item[1]), seconds=float(item[2]), draft_seconds=draft,
+                   batch_size=batch_size, batch_tokens=batch_tokens)
 
 
 @dataclass(frozen=True, kw_only=True)

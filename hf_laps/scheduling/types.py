@@ -69,6 +69,9 @@ class RoundReport:
         finished: the request is complete; it leaves the policy.
         prefill: this round also prefilled the prompt (a request's first round).
         features: length-prediction features computed by that prefill (prefill round only).
+        batch_size: requests that shared this round's target forward (1: it ran alone).
+        batch_tokens: query tokens of that shared forward, summed over its rows (each row feeds
+            its unseen committed tokens plus its drafts); 0 when it ran alone (not measured).
     """
 
     request_id: str
@@ -81,6 +84,8 @@ class RoundReport:
     finished: bool
     prefill: bool = False
     features: tuple[float, ...] | None = None
+    batch_size: int = 1
+    batch_tokens: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.accepted <= max(self.drafted, 0):
@@ -93,4 +98,5 @@ class RoundReport:
     def to_record(self) -> RoundRecord:
         """The round as the timing log keeps it."""
         return RoundRecord(drafted=self.drafted, accepted=self.accepted, seconds=self.seconds,
-                           draft_seconds=self.draft_seconds)
+                           draft_seconds=self.draft_seconds, batch_size=self.batch_size,
+                           batch_tokens=self.batch_tokens)
