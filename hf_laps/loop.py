@@ -90,12 +90,12 @@ class ServingLoop:
             raise ValueError(f"kv_budget_bytes must be >= 0, got {kv_budget_bytes}")
         if kv_capacity_bytes is not None and kv_capacity_bytes < 0:
             raise ValueError(f"kv_capacity_bytes must be >= 0, got {kv_capacity_bytes}")
-        if kv_capacity_bytes is not None and not hasattr(executor, "kv_bytes_per_token"):
+        if kv_capacity_bytes is not None and not callable(getattr(executor, "kv_bytes_per_token", None)):
             raise ValueError(f"kv_capacity_bytes needs an executor with kv_bytes_per_token; "
                              f"{type(executor).__name__} has none")
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        if max_batch_size > 1 and not hasattr(executor, "run_batch"):
+        if max_batch_size > 1 and not callable(getattr(executor, "run_batch", None)):
             raise ValueError(f"max_batch_size {max_batch_size} needs an executor with run_batch; "
                              f"{type(executor).__name__} runs one request per round")
         if len(policy):
@@ -106,7 +106,7 @@ class ServingLoop:
         self.kv_budget_bytes = kv_budget_bytes
         self.on_round = on_round
         self.max_batch_size = max_batch_size
-        self.batches = hasattr(executor, "run_batch")  # else every round runs alone (run_round)
+        self.batches = callable(getattr(executor, "run_batch", None))  # else every round runs alone (run_round)
         self.kv_capacity_bytes = kv_capacity_bytes
         self.stop_requested = False
         self.live: dict[str, _Live] = {}

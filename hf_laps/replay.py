@@ -122,6 +122,9 @@ class TraceReplayer:
     def kv_bytes(self, request_id: str) -> int:
         return self.cost.kv_bytes(self.live[request_id].context)
 
+    def kv_bytes_per_token(self) -> int:
+        return self.cost.kv_bytes(1)
+
     def park(self, request_id: str) -> float:
         return self.cost.park_seconds(self.live[request_id].context)
 
@@ -228,7 +231,8 @@ def _admitted_or_inf(trace: Trace) -> float:
 def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchCost = 0.0, *,
              config: SchedulerConfig | None = None, predictor: LengthPredictor | None = None,
              cost: CostModel | None = None, kv_budget_bytes: int | None = None,
-             record_events: bool = True, max_batch_size: int = 1) -> SimulationResult:
+             record_events: bool = True, max_batch_size: int = 1,
+             kv_capacity_bytes: int | None = None) -> SimulationResult:
     """Replay `traces` under `policy` through the serving loop on a virtual clock.
 
     Args:
@@ -243,6 +247,8 @@ def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchC
         record_events: keep the policy's events in the result.
         max_batch_size: requests per round (B); B > 1 plays batched rounds (`TraceReplayer.run_batch`),
             priced by the cost model's `batch_seconds`.
+        kv_capacity_bytes: as ServingLoop: admission waits while the admitted requests' worst-case
+            KV bytes (prompt + max_new_tokens, at the cost model's bytes per token) would exceed it.
 
     Raises:
         RuntimeError: the policy picked nothing while holding requests (not work-conserving),
@@ -259,7 +265,7 @@ def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchC
     schedule: list[str] = []
     loop = ServingLoop(TraceReplayer(traces, cost), policy, clock=VirtualClock(),
                        kv_budget_bytes=kv_budget_bytes, on_round=lambda report: schedule.append(report.request_id),
-                       max_batch_size=max_batch_size)
+                       max_batch_size=max_batch_size, kv_capacity_bytes=kv_capacity_bytes)
     # admission order = the recording's (a log lists requests in the order they FINISHED, and
     # policies break ties in arrival by admission order); logs without admission times keep
     # the input order

@@ -25,11 +25,10 @@ from tests.tiny_models import noisy_draft, prompts, tiny_target
 PROMPT, BUDGET = 10, 20          # every small request reserves 30 tokens (the recorded cost: 1 byte each)
 
 
-class CapacityReplayer(TraceReplayer):
-    """The replayer with the per-token figure the capacity needs: the cost model's bytes of one token."""
+class PerTokenlessReplayer(TraceReplayer):
+    """An executor that cannot price a token of KV (a third-party executor without the method)."""
 
-    def kv_bytes_per_token(self) -> int:
-        return self.cost.kv_bytes(1)
+    kv_bytes_per_token = None
 
 
 def trace(rid: str, rounds: int, arrival: float = 0.0, budget: int = BUDGET) -> Trace:
@@ -38,7 +37,7 @@ def trace(rid: str, rounds: int, arrival: float = 0.0, budget: int = BUDGET) -> 
 
 
 def replay(traces, policy="las", **options):
-    loop = ServingLoop(CapacityReplayer(traces), make_policy(policy), clock=VirtualClock(), **options)
+    loop = ServingLoop(TraceReplayer(traces), make_policy(policy), clock=VirtualClock(), **options)
     reserved = []
     loop.on_round = lambda report: reserved.append(sum(t.prompt_tokens + t.max_new_tokens for t in traces
                                                        if t.custom_id in loop.live))
@@ -78,9 +77,9 @@ def test_a_request_too_big_even_alone_fails_and_nothing_else_is_lost():
 
 def test_capacity_needs_the_per_token_figure_and_a_sane_value():
     with pytest.raises(ValueError, match="kv_bytes_per_token"):
-        ServingLoop(TraceReplayer([trace("a", 1)]), make_policy("fcfs"), kv_capacity_bytes=100)
+        ServingLoop(PerTokenlessReplayer([trace("a", 1)]), make_policy("fcfs"), kv_capacity_bytes=100)
     with pytest.raises(ValueError, match="kv_capacity_bytes"):
-        ServingLoop(CapacityReplayer([trace("a", 1)]), make_policy("fcfs"), kv_capacity_bytes=-1)
+        ServingLoop(TraceReplayer([trace("a", 1)]), make_policy("fcfs"), kv_capacity_bytes=-1)
 
 
 # ---- tiny models ----------------------------------------------------------------------------

@@ -48,13 +48,18 @@ def test_a_batch_of_one_is_the_policys_pick_at_every_round_boundary(name):
     assert len(compared) == sum(len(t.rounds) for t in traces())  # every round boundary
 
 
+class OneAtATimeReplayer(TraceReplayer):
+    """An executor that can only run one request per round (no run_batch), like a third party's."""
+
+    run_batch = None
+
+
 def test_an_executor_without_run_batch_runs_batches_of_one_and_refuses_more():
-    replayer = TraceReplayer(traces())
-    assert not hasattr(replayer, "run_batch")
+    replayer = OneAtATimeReplayer(traces())
     loop = ServingLoop(replayer, make_policy("fcfs"), clock=VirtualClock())
     done = list(loop.run([Submission(t.custom_id, t.prompt, arrival=t.arrival) for t in traces()]))
     # fcfs at B = 1 runs each request to the end, in arrival order, back to back
     assert [c.submission.request_id for c in done] == [f"r{i}" for i in range(8)]
     assert done[-1].record.finish == pytest.approx(sum(t.service_seconds for t in traces()))
     with pytest.raises(ValueError, match="run_batch"):
-        ServingLoop(TraceReplayer(traces()), make_policy("fcfs"), max_batch_size=2)
+        ServingLoop(OneAtATimeReplayer(traces()), make_policy("fcfs"), max_batch_size=2)

@@ -234,3 +234,16 @@ def test_a_real_batched_run_replays_at_its_own_batch_size():
     fitted = simulate(traces, "fcfs", max_batch_size=4)
     assert fitted.makespan == pytest.approx(max(r.finish for r in records), rel=0.02)
     assert fitted.mean_latency == pytest.approx(real, rel=0.15)
+
+
+def test_a_replay_honours_the_kv_capacity():
+    """The replayer prices a token's KV like its cost model, so a capacity replays like a real run:
+    with room for about two requests' worst case, at most two are admitted at once."""
+    traces = synthetic_traces(8, seed=5)
+    per_token = ParametricCost.paper_pair_gpu().kv_bytes(1)
+    worst = max(t.prompt_tokens + t.max_new_tokens for t in traces) * per_token
+    capped = simulate(traces, "fcfs", cost=ParametricCost.paper_pair_gpu(), max_batch_size=4,
+                      kv_capacity_bytes=2 * worst)
+    free = simulate(traces, "fcfs", cost=ParametricCost.paper_pair_gpu(), max_batch_size=4)
+    assert len(capped.records) == len(traces)
+    assert capped.mean_latency > free.mean_latency
