@@ -39,6 +39,8 @@ def _csv(cast):
               help="Headline mode: requests per Poisson stream (a smaller recording is resampled).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Headline mode: arrival sets per scenario (burst orders / Poisson streams).")
+@click.option("--headline", "with_headline", is_flag=True, help="With INPUT: also replay its recording in the headline "
+              "scenarios (the --replay table; in the JSON as \"headline_table\").")
 @click.option("--cells/--no-cells", default=True, show_default=True, help="Headline mode: print every cell, not "
               "only the summary per policy x predictor.")
 @click.option("--policies", default=None, help="Comma-separated policies to compare. Default: every registered policy.")
@@ -54,7 +56,8 @@ def _csv(cast):
 @click.option("--replay-switch-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Switch cost per resume in the replay (recorded cost model).")
 @click.option("--replay-cost", type=click.Choice(["recorded", "paper-pair-gpu"]), default="recorded", show_default=True, help="Cost model of the replay: the recorded seconds, or LLaMA-7B/68M on one H200 (parametric).")
 @model_options
-def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poisson_requests, seeds, cells, policies,
+def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poisson_requests, seeds, with_headline,
+          cells, policies,
           repeats, json_path, plot_path, out_dir, record, replay_only, predictor, predictor_sigma,
           history, kv_budget_bytes, replay_switch_seconds, replay_cost, **options):
     """Compare scheduling policies on the job INPUT: one recorded fcfs run gives the truth
@@ -64,21 +67,24 @@ def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poiss
     With --replay REC (and no INPUT): the headline table of recordings, replayed only (no model):
     every policy x predictor in bursts and Poisson streams, ratios to the best baseline and to
     srpt-oracle, p99 and preemptions, and issue 13's goals per policy."""
+    headline_options = dict(hide_cap=hide_cap, predictors=predictors, bursts=bursts, utilisations=utilisations,
+                            poisson_requests=poisson_requests, seeds=seeds, cells=cells, policies=policies,
+                            history=history, json_path=json_path)
     if replays:
         if input_path is not None:
             click.echo("error: give INPUT (a job to run) or --replay recordings, not both", err=True)
             sys.exit(2)
-        headline_options = dict(hide_cap=hide_cap, predictors=predictors, bursts=bursts, utilisations=utilisations,
-                                poisson_requests=poisson_requests, seeds=seeds, cells=cells, policies=policies,
-                                history=history, json_path=json_path)
-        sys.exit(_headline(replays, headline_options, options))
+        sys.exit(_headline(replays, headline_options, dict(options)))
     if input_path is None:
         click.echo("error: give INPUT (a job file) or --replay REC (a recording to replay)", err=True)
         sys.exit(2)
     from hf_laps.jobs.bench import BenchConfig, format_bench_table, run_bench, write_json
     from hf_laps.models import ModelLoadError
 
+    scheduler_options = dict(options)   # before options gains the engine config
     try:
+        if with_headline:
+            _headline_config(headline_options, dict(options))     # bad headline options fail before any run
         scheduler = config_from_options(SchedulerConfig, options)
         options["engine"] = config_from_options(EngineConfig, options)
         chosen = {} if policies is None else {"policies": tuple(p.strip() for p in policies.split(",") if p.strip())}
@@ -93,6 +99,12 @@ def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poiss
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     click.echo(format_bench_table(result))
+    if with_headline:
+        from hf_laps.bench.headline_table import format_headline, headline_json
+
+        table = _run_headline([result["record"]], headline_options, scheduler_options)
+        click.echo("\n" + format_headline(table, cells=cells))
+        result["headline_table"] = headline_json(table)
     if json_path:
         write_json(result, json_path)
         click.echo(f"json: {json_path}")
@@ -105,34 +117,46 @@ def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poiss
         click.echo(f"plot: {plot_path}")
 
 
-def _headline(replays, opts: dict, options: dict) -> int:
-    """--replay: the headline table of recordings (hf_laps.bench.headline), no model loaded."""
+def _headline_config(opts: dict, options: dict):
+    from hf_laps.bench.headline import HeadlineConfig
+
+    chosen = {} if opts["policies"] is None else {
+        "policies": tuple(p.strip() for p in opts["policies"].split(",") if p.strip())}
+    return HeadlineConfig(predictors=opts["predictors"], bursts=opts["bursts"], utilisations=opts["utilisations"],
+                          poisson_requests=opts["poisson_requests"], seeds=tuple(range(opts["seeds"])),
+                          history=tuple(opts["history"]), scheduler=config_from_options(SchedulerConfig, options),
+                          **chosen)
+
+
+def _run_headline(replays, opts: dict, options: dict):
+    """The headline result of recordings (hf_laps.bench.headline): pure replay, no model."""
     from pathlib import Path
 
-    from hf_laps.bench.headline import HeadlineConfig, run_headline
+    from hf_laps.bench.headline import run_headline
     from hf_laps.bench.headline_scenarios import HIDDEN_CAP, load_recording
+
+    config = _headline_config(opts, options)
+    recordings = {}
+    for path in replays:
+        name = Path(path).name.split(".")[0]
+        name = name if name not in recordings else f"{name}-{len(recordings)}"
+        recordings[name] = load_recording(path, HIDDEN_CAP if opts["hide_cap"] else None)
+    return run_headline(recordings, config, log=lambda message: click.echo(message, err=True))
+
+
+def _headline(replays, opts: dict, options: dict) -> int:
+    """--replay: print the headline table (and write its JSON); the exit code."""
+    import json
+
     from hf_laps.bench.headline_table import format_headline, headline_json
 
     try:
-        chosen = {} if opts["policies"] is None else {
-            "policies": tuple(p.strip() for p in opts["policies"].split(",") if p.strip())}
-        config = HeadlineConfig(predictors=opts["predictors"], bursts=opts["bursts"],
-                                utilisations=opts["utilisations"], poisson_requests=opts["poisson_requests"],
-                                seeds=tuple(range(opts["seeds"])), history=tuple(opts["history"]),
-                                scheduler=config_from_options(SchedulerConfig, options), **chosen)
-        recordings = {}
-        for path in replays:
-            name = Path(path).name.split(".")[0]
-            name = name if name not in recordings else f"{name}-{len(recordings)}"
-            recordings[name] = load_recording(path, HIDDEN_CAP if opts["hide_cap"] else None)
-        result = run_headline(recordings, config, log=lambda message: click.echo(message, err=True))
+        result = _run_headline(replays, opts, options)
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
     click.echo(format_headline(result, cells=opts["cells"]))
     if opts["json_path"]:
-        import json
-
         with open(opts["json_path"], "w", encoding="utf-8") as handle:
             json.dump(headline_json(result), handle, indent=1, allow_nan=False)
         click.echo(f"json: {opts['json_path']}")

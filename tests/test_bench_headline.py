@@ -167,3 +167,22 @@ def test_cli_refuses_a_job_and_recordings_together_and_bad_predictors(tmp_path):
     assert bad.returncode == 2 and "unknown predictors" in bad.stderr
     neither = run_cli()
     assert neither.returncode == 2 and "--replay" in neither.stderr
+
+
+def test_a_bench_of_a_job_adds_the_headline_of_its_recording(tmp_path):
+    record = tmp_path / "rec.timing.jsonl"
+    traces = synthetic_traces(8, tail="heavy", seed=4)
+    dump_traces(traces, record)
+    job = tmp_path / "job.jsonl"
+    job.write_text("".join(json.dumps({"custom_id": t.custom_id, "prompt": "x"}) + "\n" for t in traces))
+    proc = run_cli(str(job), "--record", str(record), "--replay-only", "--predictor", "oracle", "--headline",
+                   "--predictors", "oracle", "--bursts", "8", "--utilisations", "0.5", "--poisson-requests", "8",
+                   "--seeds", "1", "--no-cells", "--out-dir", str(tmp_path / "o"), "--json", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "replay only" in proc.stdout and "goals met" in proc.stdout
+    data = json.loads((tmp_path / "b.json").read_text())
+    table = data["headline_table"]
+    assert {c["scenario"] for c in table["cells"]} == {"burst 8", "poisson 0.5"}
+    # the bench's own replay and the headline's burst replay the same 8 requests at t = 0
+    srpt = next(c for c in table["cells"] if c["scenario"] == "burst 8" and c["policy"] == REFERENCE)
+    assert srpt["mean"] == pytest.approx(data["replay"][REFERENCE]["latency_mean"])
