@@ -86,6 +86,14 @@ def test_headline_and_table_without_real_runs():
     result["headline"] = headline(result)
     assert "real" not in result["headline"] and "laps_over_best" in result["headline"]["replay"]
     assert "srpt-oracle" in format_bench_table(result)
+    # the policies beyond the paper get their own line, against the baselines and laps-sd
+    means = {p: row["latency_mean"] for p, row in result["replay"].items()}
+    best = min(("fcfs", "las", "lp-sjf", "laps-sd"), key=means.get)
+    gittins = result["headline"]["replay"]["beyond"]["gittins"]
+    assert set(result["headline"]["replay"]["beyond"]) == {"gittins"} and gittins["best_baseline"] == best
+    assert gittins["over_best"] == pytest.approx(means["gittins"] / means[best])
+    assert gittins["over_srpt"] == pytest.approx(means["gittins"] / means["srpt-oracle"])
+    assert f"gittins / best of fcfs,las,lp-sjf,laps-sd ({best}) = {gittins['over_best']:.3f}" in format_bench_table(result)
 
 
 def test_bad_policy_name_is_a_usage_error(tmp_path):
