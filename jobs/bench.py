@@ -144,9 +144,15 @@ def replay(traces, cfg: BenchConfig) -> dict[str, dict]:
     ids, truth, out = {t.custom_id for t in traces}, truth_of(traces), {}
     for name in cfg.policies:
         probe = new_probe(name, cfg, ids)
-        result = simulate(traces, probe, cfg.replay_switch_seconds, cost=replay_cost_model(cfg), record_events=False)
+        result = simulate(traces, probe, cfg.replay_switch_seconds, cost=replay_cost_model(cfg), record_events=False,
+                          max_batch_size=batch_size(cfg))
         out[name] = result.summary() | probe.errors(truth) | {"latencies": result.latencies}
     return out
+
+
+def batch_size(cfg: BenchConfig) -> int:
+    """The B of the real runs, which the replays use too (`--max-batch-size`)."""
+    return int(cfg.job_options.get("max_batch_size", 1))
 
 
 def replay_cost_model(cfg: BenchConfig):
@@ -180,7 +186,8 @@ def real_run(cfg: BenchConfig, generator, name: str, tag: str, truth_path: str |
     # the replayer on this run's own rounds, same policy: real / self-replay isolates the cost
     # model's fidelity from the machine's drift between the recording and this run
     traces = load_traces(job.timing_log)
-    summary["self_replay_mean"] = simulate(traces, new_probe(name, cfg, exclude), record_events=False).mean_latency
+    summary["self_replay_mean"] = simulate(traces, new_probe(name, cfg, exclude), record_events=False,
+                                           max_batch_size=batch_size(cfg)).mean_latency
     summary["latencies"] = [r.latency for r in records]
     summary["timing_log"] = str(job.timing_log)
     return summary | probe.errors(truth_of(traces))

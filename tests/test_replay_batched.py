@@ -196,8 +196,6 @@ def test_a_slope_the_noise_made_negative_is_dropped(tmp_path):
     assert fit.per_token == 0.0 and fit.per_kv > 0
 
 
-@pytest.mark.xfail(strict=True, reason="jobs/bench.py does not pass --max-batch-size to simulate yet "
-                                       "(replay() and the self-replay: max_batch_size=cfg.job_options['max_batch_size'])")
 def test_bench_replays_at_the_max_batch_size(tmp_path):
     record = tmp_path / "rec.timing.jsonl"
     traces = synthetic_traces(10, seed=4)
