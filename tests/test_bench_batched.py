@@ -133,3 +133,24 @@ def test_summarise_takes_medians_and_latency_over_wall():
 
 def test_interleaved_order_is_abba():
     assert interleaved([1, 4], 4) == [1, 4, 4, 1, 1, 4, 4, 1]
+
+
+# ---- the GPU script's batched part, at toy shapes on the CPU -----------------------------------
+def test_gpu_script_batched_part_runs_at_tiny_shapes_on_the_cpu(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, SCALE="tiny", ALLOW_CPU="1", PART="batched", BATCHED_LIMIT="3", BATCHED_SCALE="0.05",
+               BATCHED_ARGS="--sizes 1,2 --policies fcfs,srpt-oracle --hf padded --utilisation 0 --threads 1",
+               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(repo / "benchmarks" / "gpu.sh"), str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RANDOM weights, tiny shapes" in proc.stdout
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    rows = [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in table[1:]]  # (B, side)
+    assert rows == [(b, side) for b in ("1", "2") for side in ("fcfs", "srpt-oracle", "hf generate (padded)")]
+    saved = (tmp_path / "out" / "batched.txt").read_text()
+    assert all(line in saved for line in table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -18,8 +19,8 @@ from .workload import history_examples, load_requests
 POLICIES = "fcfs,las,lp-sjf,srpt-oracle,laps-sd,gittins"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m hf_laps.bench.batched",
+def parse_args(argv=None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    parser = parser or argparse.ArgumentParser(prog="python -m hf_laps.bench.batched",
                                      description="tokens/s and latency of batched rounds per policy vs transformers")
     parser.add_argument("--job", default="benchmarks/data/natural.jsonl", help="job JSONL (short form)")
     parser.add_argument("--recording", default="benchmarks/data/natural.features.jsonl",
@@ -27,6 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=24, help="requests in the seeded subset")
     parser.add_argument("--seed", type=int, default=0, help="subset and arrival seed")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="lower every line's max_tokens to this")
+    parser.add_argument("--token-scale", type=float, default=1.0,
+                        help="multiply every line's max_tokens by this (keeps the spread of lengths)")
+    parser.add_argument("--lengths", choices=["recording", "cap"], default="recording",
+                        help="true lengths: the recording's, or every request's cap (random weights)")
     parser.add_argument("--sizes", default="1,2,4,8", help="batch sizes B, comma separated")
     parser.add_argument("--policies", default=POLICIES, help="our policies, comma separated (fcfs first)")
     parser.add_argument("--hf", default="padded,continuous", help="transformers sides: padded, continuous, none")
@@ -124,28 +129,36 @@ def choose_default(args, engine, requests, history, rows, runs, log):
     log("recommended default B = 1 (no candidate kept latency under load)")
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    log = lambda text: print(text, flush=True)
-    torch.set_num_threads(args.threads)
-    model, draft, tokenizer = load_models(args)
+def bench(args, model, draft, tokenizer, log=print) -> None:
+    """The whole benchmark on loaded models (the GPU script passes models it built in memory)."""
     requests = load_requests(args.job, args.recording, tokenizer, limit=args.limit, seed=args.seed,
-                             max_new_tokens=args.max_new_tokens)
-    history = history_examples(args.recording, {r.custom_id for r in requests})
+                             max_new_tokens=args.max_new_tokens, scale=args.token_scale)
+    history = history_examples(args.recording, {r.custom_id for r in requests}, args.token_scale,
+                               args.max_new_tokens)
+    if args.lengths == "cap":  # random weights: no request meets EOS, each runs to its cap
+        requests = [replace(r, true_output_tokens=r.max_new_tokens) for r in requests]
+        history = [(spec, spec.max_new_tokens) for spec, _ in history]
     config = EngineConfig(draft_length=args.n) if args.n else EngineConfig()
     # no length-prediction features: the policies here predict from the prompt text (learned)
     engine = SpeculativeEngine(model, tokenizer, assistant_model=draft, config=config, features=False)
     drafting = "draft model" if draft is not None else "prompt lookup"
     log(f"# {len(requests)} requests of {args.job} (seed {args.seed}, lines without stop strings), "
-        f"{sum(r.true_output_tokens for r in requests)} true output tokens, max_tokens "
+        f"{sum(r.true_output_tokens for r in requests)} true output tokens, max_tokens x {args.token_scale}: "
         f"{sorted({r.max_new_tokens for r in requests})}; {drafting} n={engine.draft_length}, {args.layout}; "
-        f"{args.device} {model.dtype}, {args.threads} threads, torch {torch.__version__}, {platform.machine()}; "
+        f"{model.device} {model.dtype}, {args.threads} threads, torch {torch.__version__}, {platform.machine()}; "
         f"learned-predictor history: {len(history)} recorded requests")
     rows, runs = run_table(args, engine, model, tokenizer, requests, history, log)
     log("\n" + format_table(rows))
     log("\n" + answer_open_question(rows, args.policies))
     if args.utilisation > 0:
         choose_default(args, engine, requests, history, rows, runs, log)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model, draft, tokenizer = load_models(args)
+    bench(args, model, draft, tokenizer, log=lambda text: print(text, flush=True))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hf_laps.scheduling import RequestSpec
@@ -64,13 +64,20 @@ def prompt_text(line: dict, tokenizer) -> str:
     return line["prompt"]
 
 
+def scaled_cap(max_tokens: int, scale: float = 1.0, max_new_tokens: int | None = None) -> int:
+    """A line's max_tokens times `scale` (at least 1), at most `max_new_tokens`. Scaling keeps the
+    workload's spread of lengths (what the policies order by), a flat cap would erase it."""
+    cap = max(1, round(max_tokens * scale))
+    return cap if max_new_tokens is None else min(cap, max_new_tokens)
+
+
 def load_requests(job_path: str | Path, recording_path: str | Path, tokenizer, *, limit: int | None,
-                  seed: int, max_new_tokens: int | None = None) -> list[BenchRequest]:
-    """The benchmark's requests; `max_new_tokens` lowers every line's max_tokens to at most it."""
+                  seed: int, max_new_tokens: int | None = None, scale: float = 1.0) -> list[BenchRequest]:
+    """The benchmark's requests, each with the cap `scaled_cap` makes of its max_tokens."""
     pairs = seeded_subset(eligible_lines(read_jsonl(job_path), read_jsonl(recording_path)), limit, seed)
     requests = []
     for line, record in pairs:
-        cap = int(line["max_tokens"]) if max_new_tokens is None else min(int(line["max_tokens"]), max_new_tokens)
+        cap = scaled_cap(int(line["max_tokens"]), scale, max_new_tokens)
         text = prompt_text(line, tokenizer)
         requests.append(BenchRequest(custom_id=line["custom_id"], prompt_ids=tuple(tokenizer(text).input_ids),
                                      text=text, max_new_tokens=cap, true_output_tokens=true_length(record, cap),
@@ -78,8 +85,14 @@ def load_requests(job_path: str | Path, recording_path: str | Path, tokenizer, *
     return requests
 
 
-def history_examples(recording_path: str | Path, exclude: set[str]) -> list[tuple[RequestSpec, int]]:
+def history_examples(recording_path: str | Path, exclude: set[str], scale: float = 1.0,
+                     max_new_tokens: int | None = None) -> list[tuple[RequestSpec, int]]:
     """(request, output_tokens) of every recorded request outside the benchmark: the history a
-    learned length predictor is fitted on, as a job would pass `--history` from earlier jobs."""
-    return [(spec, tokens) for spec, tokens in load_length_examples(recording_path)
-            if spec.request_id not in exclude]
+    learned length predictor is fitted on, as a job would pass `--history` from earlier jobs.
+    Caps and lengths are scaled as the benchmark's requests are (`scaled_cap`)."""
+    examples = []
+    for spec, tokens in load_length_examples(recording_path):
+        if spec.request_id not in exclude:
+            cap = scaled_cap(spec.max_new_tokens, scale, max_new_tokens)
+            examples.append((replace(spec, max_new_tokens=cap), min(tokens, cap)))
+    return examples
