@@ -39,6 +39,8 @@ def parse_args(argv=None, parser: argparse.ArgumentParser | None = None) -> argp
     parser.add_argument("--utilisation", type=float, default=0.7, help="Poisson load (0 skips that part)")
     parser.add_argument("--load-policy", default="laps-sd", help="policy of the Poisson part (the job default)")
     parser.add_argument("--load-repeats", type=int, default=2, help="interleaved repetitions per B under load")
+    parser.add_argument("--load-size", type=int, default=None,
+                        help="compare this B with B = 1 under load (default: the candidates from the table)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="default B: within this of the best tok/s")
     parser.add_argument("-n", type=int, default=None, help="draft length (engine default if omitted)")
     parser.add_argument("--layout", choices=["packed", "padded"], default="packed", help="batch KV layout")
@@ -98,7 +100,8 @@ def run_table(args, engine, model, tokenizer, requests, history, log):
                 if result is not None:
                     runs.setdefault((size, key), []).append(result)
                     log(f"#   B={size} {key}: {result.tokens_per_second:.1f} tok/s, mean latency "
-                        f"{result.mean_latency:.2f} s, wall {result.wall:.1f} s")
+                        f"{result.mean_latency:.2f} s, wall {result.wall:.1f} s"
+                        + (f", prefill share {result.prefill_share:.0%}" if kind == "ours" and size > 1 else ""))
     return [summarise(size, side, rs) for (size, side), rs in runs.items()], runs
 
 
@@ -109,7 +112,7 @@ def choose_default(args, engine, requests, history, rows, runs, log):
         log("# Poisson part skipped: it needs fcfs at B = 1 (the mean service seconds)")
         return
     service = sum(s for r in fcfs_b1 for s in r.service) / sum(len(r.service) for r in fcfs_b1)
-    candidates = default_candidates(ours_throughput(rows), args.tolerance)
+    candidates = [args.load_size] if args.load_size else default_candidates(ours_throughput(rows), args.tolerance)
     log(f"\n## Poisson arrivals, utilisation {args.utilisation}, policy {args.load_policy}: mean service at "
         f"B=1 {service:.2f} s; default-B candidates (within {args.tolerance:.0%} of the best tok/s): {candidates}")
     for candidate in candidates:

@@ -23,13 +23,15 @@ class Row:
     mean_latency: float
     latency_per_wall: float
     runs: int
+    prefill_share: float = 0.0   # ours at B > 1: share of the wall in batch-1 prefills of new requests
 
 
 def summarise(size: int, side: str, runs: list) -> Row:
     """`runs`: RunResult-like objects (tokens_per_second, mean_latency, wall)."""
     return Row(size, side, statistics.median(r.tokens_per_second for r in runs),
                statistics.median(r.mean_latency for r in runs),
-               statistics.median(r.mean_latency / r.wall for r in runs), len(runs))
+               statistics.median(r.mean_latency / r.wall for r in runs), len(runs),
+               statistics.median(getattr(r, "prefill_share", 0.0) for r in runs))
 
 
 def ours_throughput(rows: list[Row]) -> dict[int, float]:
@@ -58,7 +60,7 @@ def format_table(rows: list[Row]) -> str:
     through = ours_throughput(rows)
     hf = {(r.size, r.side): r for r in rows if r.side.startswith("hf ")}
     lines = ["| B | side | tok/s | mean latency s | latency / wall | gain vs fcfs | tok/s / HF generate "
-             "| tok/s / HF continuous | tok/s / ours at B=1 |", "|---|---|---|---|---|---|---|---|---|"]
+             "| tok/s / HF continuous | tok/s / ours at B=1 | prefill share |", "|---|---|---|---|---|---|---|---|---|---|"]
     base = through.get(1)
     for row in rows:
         gain = scheduling_gain(rows, row.size, row.side)
@@ -67,7 +69,8 @@ def format_table(rows: list[Row]) -> str:
         lines.append(f"| {row.size} | {row.side} | {row.tokens_per_second:.1f} | {row.mean_latency:.1f} | "
                      f"{row.latency_per_wall:.3f} | {f'{gain:.2f}' if gain and not row.side.startswith('hf ') else '-'} | "
                      f"{ratio(padded)} | {ratio(cont)} | "
-                     f"{f'{row.tokens_per_second / base:.2f}' if base else '-'} |")
+                     f"{f'{row.tokens_per_second / base:.2f}' if base else '-'} | "
+                     f"{f'{row.prefill_share:.0%}' if row.size > 1 and not row.side.startswith('hf ') else '-'} |")
     return "\n".join(lines)
 
 
