@@ -10,7 +10,7 @@ import torch
 
 from hf_laps.engine import EngineConfig, SpeculativeEngine
 
-from .poisson import interleaved, latency_under_load
+from .poisson import latency_under_load
 from .sides import run_hf_continuous, run_hf_padded, run_ours
 from .table import HF_CONTINUOUS, HF_PADDED, answer_open_question, default_candidates, format_table, \
     ours_throughput, summarise
@@ -101,7 +101,8 @@ def run_table(args, engine, model, tokenizer, requests, history, log):
                     runs.setdefault((size, key), []).append(result)
                     log(f"#   B={size} {key}: {result.tokens_per_second:.1f} tok/s, mean latency "
                         f"{result.mean_latency:.2f} s, wall {result.wall:.1f} s"
-                        + (f", prefill share {result.prefill_share:.0%}" if kind == "ours" and size > 1 else ""))
+                        + (f", prefill share {result.prefill_share:.0%}, KV copy share of batched rounds "
+                           f"{result.copy_share:.1%}" if kind == "ours" and size > 1 else ""))
     return [summarise(size, side, rs) for (size, side), rs in runs.items()], runs
 
 
