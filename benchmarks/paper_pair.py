@@ -4,6 +4,9 @@
         -> prints "TARGET_DIR DRAFT_DIR SOURCE" (SOURCE: real | random)
     python benchmarks/paper_pair.py round-times TIMING_LOG [TIMING_LOG ...]
         -> per-round draft / verify seconds (medians), switch seconds per resume
+    python benchmarks/paper_pair.py batched [--scale paper|tiny] [--device cuda] [--dtype float16] [BENCH OPTIONS]
+        -> the batched-rounds table (hf_laps.bench.batched) on the random-weight pair built in
+           memory (nothing written to disk); BENCH OPTIONS are that benchmark's (--limit, --sizes, ...)
 
 `models` first tries the real weights (meta-llama/Llama-2-7b-hf, JackFram/llama-68m) from the
 hub or the local cache. When they cannot be had (no network, gated repo), it writes two model
@@ -50,19 +53,33 @@ def real_pair(out: Path) -> tuple[str, str] | None:
         return None
 
 
-def random_dir(path: Path, shape: dict, tokenizer, device: str, seed: int) -> str:
+def random_model(shape: dict, tokenizer, device: str, dtype, seed: int):
+    """A LlamaForCausalLM of `shape` with random weights, initialised where it will run (7B on a
+    CPU takes minutes) and directly in `dtype` (7B in fp32 would need 27 GB first)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    if (path / "config.json").is_file():
-        return str(path)  # built by an earlier run
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                          tie_word_embeddings=False, torch_dtype="bfloat16", **shape)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model.eval()
+
+
+def random_dir(path: Path, shape: dict, tokenizer, device: str, seed: int) -> str:
+    import torch
+
+    if (path / "config.json").is_file():
+        return str(path)  # built by an earlier run
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    with torch.device(device):  # initialise where it will run: 7B on a CPU takes minutes
-        model = LlamaForCausalLM(config).to(dtype).eval()
+    model = random_model(shape, tokenizer, device, dtype, seed)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     del model
@@ -103,6 +120,27 @@ def round_times(args) -> None:
               f"switch {1000 * switch / resumes if resumes else 0.0:.2f} ms per preemption ({resumes} preemptions)")
 
 
+def batched(args, bench_argv: list[str]) -> None:
+    """The batched benchmark on the random-weight pair of `args.scale`, built in memory. Random
+    weights never meet EOS early, so every request runs to its cap (`--lengths cap`)."""
+    import torch
+    from hf_laps.bench.batched.__main__ import bench, parse_args
+    from hf_laps.models import embedded_source, load_tokenizer
+
+    options = parse_args(bench_argv + ["--device", args.device, "--lengths", "cap"])
+    torch.set_num_threads(options.threads)
+    tokenizer = load_tokenizer(embedded_source())
+    dtype = getattr(torch, args.dtype)
+    shapes = SHAPES[args.scale]
+    target = random_model(shapes["target"], tokenizer, args.device, dtype, 0)
+    draft = random_model(shapes["draft"], tokenizer, args.device, dtype, 1)
+    print(f"# RANDOM weights, {args.scale} shapes (target {shapes['target']['num_hidden_layers']} layers x "
+          f"{shapes['target']['hidden_size']}, draft {shapes['draft']['num_hidden_layers']} x "
+          f"{shapes['draft']['hidden_size']}), {args.dtype}: times are real, acceptance is that of two "
+          f"unrelated random models (~0)", flush=True)
+    bench(options, target, draft, tokenizer, log=lambda text: print(text, flush=True))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,8 +151,17 @@ def main(argv=None) -> None:
     m.add_argument("--random", action="store_true", help="skip the hub, use random weights")
     r = sub.add_parser("round-times")
     r.add_argument("logs", nargs="+")
-    args = parser.parse_args(argv)
-    (models if args.command == "models" else round_times)(args)
+    b = sub.add_parser("batched", help="the batched benchmark on the random pair; other options go to it")
+    b.add_argument("--scale", choices=sorted(SHAPES), default="paper")
+    b.add_argument("--device", default="cuda")
+    b.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "batched":
+        batched(args, rest)
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    else:
+        (models if args.command == "models" else round_times)(args)
 
 
 if __name__ == "__main__":
