@@ -33,6 +33,7 @@ import torch
 
 from hf_laps.batch_kv import LAYOUTS, supports_batching
 from hf_laps.compat import crop_to, new_cache
+from hf_laps.draft_budget import CostLine, draft_lengths, tally_of
 from hf_laps.engine import SpeculativeEngine
 from hf_laps.state import GenerationState, RoundResult
 
@@ -85,7 +86,7 @@ class BatchedRound:
             the batch layouts do not support; use batch size 1 for such models.
     """
 
-    def __init__(self, engine: SpeculativeEngine, layout: str = "packed") -> None:
+    def __init__(self, engine: SpeculativeEngine, layout: str = "packed", goodput_drafts: bool = True) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
         self.gather = LAYOUTS[layout]
@@ -97,6 +98,9 @@ class BatchedRound:
             raise ValueError(f"batched rounds need full-attention cache layers; "
                              f"{type(engine.model).__name__} has others (use max_batch_size=1)")
         self.engine = engine
+        # batches of 2+ rows verify only the drafts that pay for their positions (draft_budget)
+        self.goodput_drafts = goodput_drafts
+        self.cost = CostLine()
         config = engine.model.config.get_text_config()
         pad = getattr(config, "pad_token_id", None)
         self.pad_token_id = 0 if pad is None else int(pad)
@@ -144,7 +148,7 @@ class BatchedRound:
                 state.target_cache = new_cache(engine.model)
         t0 = clock()
         try:
-            proposals = [engine.propose(state) for state in states]
+            proposals = self._propose(states, cached)
             t1 = clock()
             feeds = [torch.cat([s.input_ids[0, c:], candidates]) for s, c, (candidates, _) in zip(states, cached, proposals)]
             caches = [s.target_cache for s in states]
@@ -170,13 +174,52 @@ class BatchedRound:
                 self._restore(state, cached[row], prefilling[row])
                 errors[state.request_id] = exc
         t5 = clock()
+        self.cost.observe(sum(batch.fed), t5 - t1)
         for state, (candidates, _), new in zip(states, proposals, prefilling):
             if state.request_id in settled:
                 tokens, reason = settled[state.request_id]
-                results[state.request_id] = engine.record_round(
+                result = engine.record_round(
                     state, candidates, tokens, reason, prefill=new, draft_seconds=t1 - t0, verify_seconds=t5 - t1)
+                tally_of(state.runtime).record(result.drafted, result.accepted)
+                results[state.request_id] = result
         return BatchTimings(prefill_seconds=prefill_seconds, draft_seconds=t1 - t0, gather_seconds=t2 - t1,
                             forward_seconds=t3 - t2, scatter_seconds=t4 - t3, settle_seconds=t5 - t4)
+
+    def _propose(self, states: list[GenerationState], cached: list[int]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Every row's drafts; in a batch of 2+ rows only as many as pay off (`hf_laps.draft_budget`).
+
+        Only greedy rows are trimmed (`hf_laps.draft_budget`: a sampled row's draft count decides
+        how it consumes its generator); a sampled row's drafts count as fixed positions.
+        """
+        engine = self.engine
+        if not self.goodput_drafts or len(states) == 1:
+            return [engine.propose(state) for state in states]
+        line = self.cost.line
+        greedy = [not state.generation_config.do_sample for state in states]
+        alphas = [tally_of(state.runtime).alpha for state in states]
+        unseen = sum(int(state.input_ids.shape[1]) - c for state, c in zip(states, cached))
+        if engine.draft.uses_model:
+            # a draft model pays a forward per draft token: cap the lengths before drafting
+            limits = [engine.draft_limit(state) for state in states]
+            caps = self._caps(alphas, limits, greedy, unseen, line)
+            return [engine.propose(state, cap) for state, cap in zip(states, caps)]
+        # prompt lookup is free and often finds nothing: allocate over what it actually proposed
+        proposals = [engine.propose(state) for state in states]
+        caps = self._caps(alphas, [int(c.shape[0]) for c, _ in proposals], greedy, unseen, line)
+        return [(candidates[:cap], None if q is None else q[:cap]) for (candidates, q), cap in zip(proposals, caps)]
+
+    @staticmethod
+    def _caps(alphas: list[float], limits: list[int], greedy: list[bool], unseen: int,
+              line: tuple[float, float]) -> list[int]:
+        """`draft_lengths` over the greedy rows; sampled rows keep their limits."""
+        fixed = sum(limit for limit, g in zip(limits, greedy) if not g)
+        rows = [i for i, g in enumerate(greedy) if g]
+        chosen = draft_lengths([alphas[i] for i in rows], [limits[i] for i in rows], unseen + fixed, line,
+                               base_expected=float(len(limits)))
+        caps = list(limits)
+        for i, length in zip(rows, chosen):
+            caps[i] = length
+        return caps
 
     def _restore(self, state: GenerationState, cached: int, new: bool) -> None:
         """Undo a round that did not commit: both caches back to what they held before it."""
