@@ -282,15 +282,27 @@ def test_embedded_model_batch_equals_plain_greedy_up_to_near_ties(smollm2):
     assert max(s.metrics.mean_acceptance_length for s in states) > 2.0
 
 
-def test_prefill_features_are_taken_in_a_batch(target):
-    """With length-prediction features on, a new request's first round still yields them."""
+@pytest.mark.parametrize("layout", ["packed", "padded"])
+def test_prefill_features_are_taken_in_a_batch(target, layout):
+    """With length-prediction features on, new requests' first round yields each request's own
+    features: packed, from the one batched prefill (equal to batch 1 up to fp rounding); padded,
+    from a batch-1 prefill (identical)."""
     engine = make_engine(target)
     assert engine.features is not None
     states = start_all(engine, prompts(3), do_sample=False)
-    outcome = BatchedRound(engine).step(states)
-    alone = make_engine(target).step(engine.start(prompts(3)[0], max_new_tokens=5, do_sample=False))
+    batcher = BatchedRound(engine, layout)
+    assert batcher.batch_prefill == (layout == "packed")
+    outcome = batcher.step(states)
     assert all(r.prefill and r.features is not None for r in outcome.results)
-    assert outcome.results[0].features == alone.features
+    for i, (state, result) in enumerate(zip(states, outcome.results)):
+        alone = make_engine(target).step(engine.start(prompts(3)[i], max_new_tokens=5, do_sample=False))
+        assert state.features == list(result.features)
+        assert state.features_model == engine.features.fingerprint
+        assert torch.allclose(torch.tensor(result.features), torch.tensor(alone.features), atol=1e-4, rtol=1e-4)
+    # each request got its own vector (a wrong index would hand rows the same one)
+    assert len({r.features for r in outcome.results}) == 3
+    if layout == "packed":
+        assert outcome.timings.prefill_seconds < outcome.timings.forward_seconds
 
 
 def test_without_features_new_prompts_join_the_packed_batch(target):
