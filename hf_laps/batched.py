@@ -4,8 +4,8 @@ A batch-1 round spends most of its time reading the target's weights; B requests
 forward read them once. Everything per request stays as in `SpeculativeEngine.step`, through the
 engine's own phases, so the B = 1 round is the batch-1 round:
 
-  1. each request drafts on its own (prompt lookup, or the draft model on the request's own
-     cache, batch 1); draft lengths are ragged, some requests draft nothing; in a batch of 2+
+  1. each request drafts (prompt lookup, or the draft model on the request's own cache, all
+     rows in one draft forward per step); draft lengths are ragged, some draft nothing; in a batch of 2+
      only the greedy drafts worth their positions in the forward are kept (`hf_laps.draft_budget`);
   2. ONE target forward over the ragged rows [unseen committed tokens + drafts] on a copy of
      their caches in one batch layout (`hf_laps.batch_kv`: packed by default, or padded), then
@@ -216,20 +216,24 @@ class BatchedRound:
         how it consumes its generator); a sampled row's drafts count as fixed positions.
         """
         engine = self.engine
-        if not self.goodput_drafts or len(states) == 1:
-            return [engine.propose(state) for state in states]
-        line = self.cost.line
+        if len(states) == 1:  # B = 1 is the batch-1 round
+            return [engine.propose(states[0])]
+        trim = self.goodput_drafts
         greedy = [not state.generation_config.do_sample for state in states]
         alphas = [tally_of(state.runtime).alpha for state in states]
         unseen = sum(int(state.input_ids.shape[1]) - c for state, c in zip(states, cached))
         if engine.draft.uses_model:
-            # a draft model pays a forward per draft token: cap the lengths before drafting
+            # a draft model pays a forward per draft step: cap the lengths before drafting, then
+            # draft every row in one forward per step
             limits = [engine.draft_limit(state) for state in states]
-            caps = self._caps(alphas, limits, greedy, unseen, line)
-            return [engine.propose(state, cap) for state, cap in zip(states, caps)]
+            if trim:
+                limits = self._caps(alphas, limits, greedy, unseen, self.cost.line)
+            return engine.draft.propose_batch(states, limits)
         # prompt lookup is free and often finds nothing: allocate over what it actually proposed
         proposals = [engine.propose(state) for state in states]
-        caps = self._caps(alphas, [int(c.shape[0]) for c, _ in proposals], greedy, unseen, line)
+        if not trim:
+            return proposals
+        caps = self._caps(alphas, [int(c.shape[0]) for c, _ in proposals], greedy, unseen, self.cost.line)
         return [(candidates[:cap], None if q is None else q[:cap]) for (candidates, q), cap in zip(proposals, caps)]
 
     @staticmethod

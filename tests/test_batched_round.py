@@ -317,3 +317,34 @@ def test_without_features_new_prompts_join_the_packed_batch(target):
     run_batched(engine, states)
     expected = [ref.plain_greedy(target, p, max_new_tokens=b) for p, b in zip(prompt_list, budgets(4))]
     assert check_near_ties(target, prompt_list, states, expected) == 0
+
+
+def test_draft_model_drafts_every_row_in_one_forward_per_step(target, draft):
+    """propose_batch: the drafts (and draft caches) of each row equal its batch-1 drafts, greedy
+    and sampled with the same seeds, from one draft forward per draft step instead of one per row."""
+    engine = make_engine(target, draft, features=False)
+    limits = [4, 0, 2, 4]
+    for kwargs in ({"do_sample": False}, {"do_sample": True, "temperature": 0.8}):
+        batched = [engine.start(p, max_new_tokens=20, seed=i, **kwargs) for i, p in enumerate(prompts(4))]
+        alone = [engine.start(p, max_new_tokens=20, seed=i, **kwargs) for i, p in enumerate(prompts(4))]
+        for _ in range(2):  # the second call continues from the caches the first left
+            calls = []
+            hook = draft.register_forward_hook(lambda *args: calls.append(1))
+            try:
+                got = engine.draft.propose_batch(batched, limits)
+            finally:
+                hook.remove()
+            assert len(calls) == max(limits)
+            for state, single, limit, (candidates, q) in zip(batched, alone, limits, got):
+                expected, expected_q = engine.draft.propose(single, limit)
+                assert candidates.tolist() == expected.tolist()
+                assert (q is None) == (expected_q is None)
+                if q is not None:
+                    assert torch.allclose(q, expected_q, atol=1e-5)
+                assert (state.draft_cache is None) == (single.draft_cache is None)
+                if state.draft_cache is not None:
+                    assert state.draft_cache.get_seq_length() == single.draft_cache.get_seq_length()
+                # commit one token so the next call feeds the tokens the draft has not seen
+                for s in (state, single):
+                    s.input_ids = torch.cat([s.input_ids, torch.tensor([[5, 6]])], dim=1)
+                    engine.draft.rollback(s, int(s.input_ids.shape[1]) - 1)
