@@ -270,12 +270,15 @@ def gather_packed(model: PreTrainedModel, caches: list[DynamicCache], feeds: lis
         feed_start += f
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    batch_cache = new_cache(model)
     # rows with nothing cached (new requests: their prefill joins the batch) add no keys
     holding = [c for c, length in zip(caches, cached) if length > 0]
-    if holding:  # else every row is new: the forward initialises the batch cache itself
+    if holding:
+        # a bare DynamicCache given its layers (building one from the config costs ~ms per round)
+        batch_cache = DynamicCache()
         batch_cache.layers = [_filled_layer([cache_layers(c)[index] for c in holding], total_fed)
-                              for index in range(len(cache_layers(batch_cache)))]
+                              for index in range(len(cache_layers(holding[0])))]
+    else:  # every row is new: the forward initialises the batch cache itself
+        batch_cache = new_cache(model)
     # one row is the batch-1 forward exactly: plain causal attention, no mask needed
     return PackedBatch(input_ids=torch.cat(feeds).unsqueeze(0), position_ids=positions.unsqueeze(0),
                        attention_mask=mask[None, None] if len(feeds) > 1 else None, cache=batch_cache,

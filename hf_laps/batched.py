@@ -36,7 +36,7 @@ import torch
 
 from hf_laps.batch_kv import LAYOUTS, supports_batching
 from hf_laps.compat import crop_to, new_cache
-from hf_laps.draft_budget import CostLine, draft_lengths, tally_of
+from hf_laps.draft_budget import CostLine, draft_lengths, prior_line, tally_of
 from hf_laps.engine import SpeculativeEngine
 from hf_laps.state import GenerationState, RoundResult
 
@@ -103,7 +103,7 @@ class BatchedRound:
         self.engine = engine
         # batches of 2+ rows verify only the drafts that pay for their positions (draft_budget)
         self.goodput_drafts = goodput_drafts
-        self.cost = CostLine()
+        self.cost = CostLine(prior_line(engine.device.type))
         config = engine.model.config.get_text_config()
         pad = getattr(config, "pad_token_id", None)
         self.pad_token_id = 0 if pad is None else int(pad)

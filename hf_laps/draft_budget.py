@@ -69,10 +69,18 @@ def tally_of(runtime: dict) -> AcceptanceTally:
     return runtime.setdefault(TALLY_KEY, AcceptanceTally())
 
 
-# Before the first fit: positions are free (b = 0), i.e. full drafts as at batch 1. Any prior
-# that trims would be wrong somewhere, and a trimmed batch of steady membership feeds the same T
-# every round, leaving no spread to ever fit a line from; full drafts vary T from the start.
+# Before the first fit. On an accelerator: positions are free (b = 0), full drafts as at batch 1.
+# On a CPU a position is not free: b / a = 0.02 is what the fit settles at on the embedded
+# SmolLM2-135M at 1-2 threads (a round of 8 positions ~ 0.45 s, + 0.009 s per position, on a
+# loaded 2-core machine); the first rounds then already skip drafts that rarely pay. A prior that
+# trims everything would be wrong: a trimmed batch of steady membership feeds the same T every
+# round and leaves no spread to ever fit a line from.
 PRIOR_LINE = (1.0, 0.0)
+CPU_PRIOR_LINE = (1.0, 0.02)
+
+
+def prior_line(device_type: str) -> tuple[float, float]:
+    return CPU_PRIOR_LINE if device_type == "cpu" else PRIOR_LINE
 
 
 class CostLine:
@@ -81,15 +89,16 @@ class CostLine:
     With weights w_r = decay^(age of round r): b = cov_w(T, s) / var_w(T), a = mean_w(s) - b
     mean_w(T), clamped to b >= 0 and a >= 0. A new line needs `min_rounds` rounds and a spread of
     T (std >= `min_spread` positions; a line through one cluster of points has no slope to
-    trust); until then `line` keeps the last one, or PRIOR_LINE. Once trimming has made T steady,
+    trust); until then `line` keeps the last one, or the prior (`prior_line`). Once trimming has made T steady,
     the last line stays: the rounds have nothing new to say about the slope.
     """
 
-    def __init__(self, decay: float = 0.95, min_rounds: int = 3, min_spread: float = 2.0) -> None:
+    def __init__(self, prior: tuple[float, float] = PRIOR_LINE, decay: float = 0.95, min_rounds: int = 3,
+                 min_spread: float = 2.0) -> None:
         self.decay, self.min_rounds, self.min_spread = decay, min_rounds, min_spread
         self.rounds = 0
         self.w = self.wx = self.wy = self.wxx = self.wxy = 0.0
-        self.line: tuple[float, float] = PRIOR_LINE
+        self.line: tuple[float, float] = prior
         self.fitted = False
 
     def observe(self, tokens: int, seconds: float) -> None:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-import torch
 
 from hf_laps import EngineConfig, SpeculativeEngine
 from hf_laps.batched import BatchedRound
-from hf_laps.draft_budget import PRIOR_LINE, AcceptanceTally, CostLine, draft_lengths, tally_of
+from hf_laps.draft_budget import PRIOR_LINE, AcceptanceTally, CostLine, draft_lengths, prior_line, tally_of
 from tests import hf_reference as ref
 from tests.tiny_models import noisy_draft, prompts, tiny_target
 
@@ -41,8 +40,10 @@ def test_free_positions_keep_every_draft_and_dear_ones_keep_none():
     # a compute-bound line: a prefill round's many positions make a likely draft pay
     assert draft_lengths([0.5], [10], 1, (0.0, 1.0)) == [0]
     assert draft_lengths([0.5], [10], 60, (0.0, 1.0)) == [5]
-    # before any fit: drafts as at batch 1
+    # before any fit: on an accelerator drafts as at batch 1; on a CPU only the likely ones
+    assert prior_line("cuda") == PRIOR_LINE
     assert draft_lengths([0.1, 0.5], [10, 3], 2, PRIOR_LINE) == [10, 3]
+    assert draft_lengths([0.1, 0.5], [10, 3], 8, prior_line("cpu")) == [1, 3]
 
 
 def test_cost_line_recovers_a_line_and_keeps_it_without_spread():
