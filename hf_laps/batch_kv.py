@@ -30,11 +30,24 @@ trailing feed pads are hidden by causality and only produce logits nobody reads.
 values are zeros, so no NaN can leak through a 0 attention weight; every query sees at least its
 own row's cache (c_i >= 1 after the first round), so no softmax row is fully masked either.
 
+Copies. A batch-1 round copies a request's KV once (`DynamicLayer.update` concatenates the new
+K/V to the old). Done naively a batched round copies it three times: the gather, the same
+concatenation inside the forward, and one more per row to append its new K/V back. Here:
+  - the gather concatenates the rows' caches AND room for the feeds in one `torch.cat`, and the
+    batch cache's layers (`FilledLayer`) write the forward's new K/V into that room in place;
+  - each request's layer keeps its K/V as a prefix view of a buffer with `SLACK` free tokens
+    after it (`append_in_place`), so appending a row's new K/V copies only those tokens. The
+    layer itself stays a plain DynamicLayer holding plain tensors (the views): crop keeps the
+    prefix view, and moving, parking or saving the state copies just the view, after which the
+    next append sees new storage and starts a new buffer.
+So a batched round copies each row's cache once, like batch 1, plus the new tokens.
+
 Only full-attention `DynamicLayer`s are supported: a sliding-window layer keeps a ring of the last
 W tokens whose alignment would need its own gather (`supports_batching` says so up front).
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -127,8 +140,65 @@ def _stack_left_padded(tensors: list[torch.Tensor], lengths: list[int], past: in
 
 
 def _append(own, batch_layer, row: int, start: int, end: int) -> None:
-    own.keys = torch.cat([own.keys, batch_layer.keys[row : row + 1, :, start:end]], dim=-2)
-    own.values = torch.cat([own.values, batch_layer.values[row : row + 1, :, start:end]], dim=-2)
+    append_in_place(own, batch_layer.keys[row : row + 1, :, start:end], batch_layer.values[row : row + 1, :, start:end])
+
+
+SLACK = 32  # free tokens after a request's K/V: a reallocation (one copy) every ~SLACK tokens
+# layer -> (keys buffer, values buffer) whose prefixes are the layer's K/V; weak, so a finished
+# request's buffers go with its cache
+_BUFFERS: "weakref.WeakKeyDictionary[DynamicLayer, tuple[torch.Tensor, torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def append_in_place(own: DynamicLayer, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """own.keys / own.values += keys / values along the sequence, copying only the new tokens
+    while the layer's tensors are still the prefix of the buffer made here (else a new buffer)."""
+    if own.keys.dim() != keys.dim():  # a new request's layer holds `torch.tensor([])`
+        own.keys, own.values = keys[..., :0, :], values[..., :0, :]
+    length, new = own.keys.shape[-2], keys.shape[-2]
+    buffers = _BUFFERS.get(own)
+    if buffers is None or not all(_is_prefix(t, b, length + new) for t, b in zip((own.keys, own.values), buffers)):
+        buffers = tuple(_with_room(t, length + new + SLACK) for t in (own.keys, own.values))
+        _BUFFERS[own] = buffers
+    buffers[0][..., length : length + new, :].copy_(keys)
+    buffers[1][..., length : length + new, :].copy_(values)
+    own.keys, own.values = buffers[0][..., : length + new, :], buffers[1][..., : length + new, :]
+
+
+def _is_prefix(tensor: torch.Tensor, buffer: torch.Tensor, needed: int) -> bool:
+    """Whether `tensor` is buffer[..., :L, :] (same storage start and strides) and the buffer
+    holds `needed` tokens."""
+    return (tensor.data_ptr() == buffer.data_ptr() and tensor.stride() == buffer.stride()
+            and tensor.shape[:-2] == buffer.shape[:-2] and buffer.shape[-2] >= needed)
+
+
+def _with_room(tensor: torch.Tensor, capacity: int) -> torch.Tensor:
+    """A [..., capacity, D] buffer starting with a copy of `tensor` ([..., L, D])."""
+    shape = (*tensor.shape[:-2], capacity, tensor.shape[-1])
+    buffer = tensor.new_empty(shape)
+    buffer[..., : tensor.shape[-2], :].copy_(tensor)
+    return buffer
+
+
+class FilledLayer(DynamicLayer):
+    """A batch cache layer made with room for the forward's new K/V: `update` writes them into the
+    room instead of concatenating (one copy of the batch's KV saved per round)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, filled: int) -> None:
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.keys, self.values, self.filled = keys, values, filled
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.filled + key_states.shape[-2]
+        if end > self.keys.shape[-2]:
+            raise ValueError(f"the batch cache has room for {self.keys.shape[-2]} tokens, {end} fed")
+        self.keys[..., self.filled : end, :].copy_(key_states)
+        self.values[..., self.filled : end, :].copy_(value_states)
+        self.filled = end
+        return self.keys[..., :end, :], self.values[..., :end, :]
+
+    def get_seq_length(self) -> int:
+        return self.filled
 
 
 @dataclass
@@ -163,13 +233,13 @@ class PackedBatch:
         """Append each row's f_i new K/V (its slice after the sum c cached ones) to its own cache
         (a new request's empty cache is initialised with them)."""
         base = sum(self.cached)
+        starts = [base + self._feed_start(row) for row in range(len(caches))]
         for index, layer in enumerate(cache_layers(self.cache)):
-            for row, cache in enumerate(caches):
-                start = base + self._feed_start(row)
+            for cache, start, f in zip(caches, starts, self.fed):
                 own = cache_layers(cache)[index]
                 if not own.is_initialized:
                     own.lazy_initialization(layer.keys, layer.values)
-                _append(own, layer, 0, start, start + self.fed[row])
+                _append(own, layer, 0, start, start + f)
 
 
 def gather_packed(model: PreTrainedModel, caches: list[DynamicCache], feeds: list[torch.Tensor],
@@ -200,20 +270,28 @@ def gather_packed(model: PreTrainedModel, caches: list[DynamicCache], feeds: lis
         feed_start += f
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    batch_cache = new_cache(model)
     # rows with nothing cached (new requests: their prefill joins the batch) add no keys
     holding = [c for c, length in zip(caches, cached) if length > 0]
-    for index, layer in enumerate(cache_layers(batch_cache)):
-        if not holding:
-            break  # every row is new: the forward initialises the batch cache itself
-        keys = torch.cat([cache_layers(c)[index].keys for c in holding], dim=-2)
-        values = torch.cat([cache_layers(c)[index].values for c in holding], dim=-2)
-        layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
+    if holding:
+        # a bare DynamicCache given its layers (building one from the config costs ~ms per round)
+        batch_cache = DynamicCache()
+        batch_cache.layers = [_filled_layer([cache_layers(c)[index] for c in holding], total_fed)
+                              for index in range(len(cache_layers(holding[0])))]
+    else:  # every row is new: the forward initialises the batch cache itself
+        batch_cache = new_cache(model)
     # one row is the batch-1 forward exactly: plain causal attention, no mask needed
     return PackedBatch(input_ids=torch.cat(feeds).unsqueeze(0), position_ids=positions.unsqueeze(0),
                        attention_mask=mask[None, None] if len(feeds) > 1 else None, cache=batch_cache,
                        cached=cached, fed=fed, kept=kept, keep_index=keep_index)
+
+
+def _filled_layer(layers: list[DynamicLayer], room: int) -> FilledLayer:
+    """The rows' K/V concatenated, then `room` empty tokens for the feed: one copy."""
+    first = layers[0].keys
+    blank = first.new_empty((*first.shape[:-2], room, first.shape[-1]))
+    keys = torch.cat([layer.keys for layer in layers] + [blank], dim=-2)
+    values = torch.cat([layer.values for layer in layers] + [blank], dim=-2)
+    return FilledLayer(keys, values, keys.shape[-2] - room)
 
 
 LAYOUTS = {"packed": gather_packed, "padded": gather_padded}

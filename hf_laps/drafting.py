@@ -1,7 +1,8 @@
 """Draft backends: who proposes the n tokens that the target verifies in one forward.
 
 Two strategies, mirroring transformers' candidate generators (one class per strategy):
-- `DraftModelBackend`: a small causal LM run token by token on the request's own DynamicCache.
+- `DraftModelBackend`: a small causal LM run token by token on the request's own DynamicCache
+  (in a batched round: all rows' caches packed into one forward per draft step).
   transformers' `AssistedCandidateGenerator` calls a full `assistant_model.generate()` every
   round (config copies, processor construction, mask inference: ~2 ms of Python per round);
   direct forwards remove that waste.
@@ -14,6 +15,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
+from hf_laps.batch_kv import gather_packed
 from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
 from hf_laps.state import GenerationState
 
@@ -44,23 +46,61 @@ class DraftModelBackend:
             state.draft_cache = new_cache(self.model)
         cache = state.draft_cache
         feed = ids[:, cache_length(cache) :]
-        sampling = bool(state.generation_config.do_sample)
-        eos = state.generation_config._eos_token_tensor
         sequence, tokens, probs = ids, [], []
         for _ in range(k):
             out = self.model(input_ids=feed, **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1)
-            scores = self._process(state, sequence, out.logits[:, -1, :].float())
-            if sampling:
-                q = torch.softmax(scores, dim=-1)
-                token = torch.multinomial(q, 1, generator=state.generator)
-                probs.append(q[0])
-            else:
-                token = scores.argmax(dim=-1, keepdim=True)
+            token, q = self._pick(state, sequence, out.logits[:, -1, :].float())
             tokens.append(token[0])
+            probs.append(q)
             sequence = torch.cat([sequence, token], dim=1)
             feed = token
+        return self._until_eos(state, tokens, probs)
+
+    @torch.no_grad()
+    def propose_batch(self, states: list[GenerationState], limits: list[int]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """`propose` for several requests at once: each draft step is ONE draft-model forward over
+        the rows still drafting, their own caches packed into one sequence (`hf_laps.batch_kv`),
+        instead of one batch-1 forward per row. Row i drafts up to limits[i] tokens; everything
+        per row (processors, its generator, the EOS cut, the cache left at len(ids) + m - 1) is
+        as in `propose`, the logits differ from batch 1 only by fp rounding.
+        """
+        live = [i for i, limit in enumerate(limits) if limit > 0]
+        for i in live:
+            if states[i].draft_cache is None:
+                states[i].draft_cache = new_cache(self.model)
+        sequences = [state.input_ids for state in states]
+        feeds = [state.input_ids[0, cache_length(state.draft_cache) :] for state in states]
+        tokens: list[list[torch.Tensor]] = [[] for _ in states]
+        probs: list[list[torch.Tensor | None]] = [[] for _ in states]
+        while live:
+            caches = [states[i].draft_cache for i in live]
+            batch = gather_packed(self.model, caches, [feeds[i] for i in live], keeps=[1] * len(live))
+            out = self.model(**batch.forward_kwargs(), **{self._cache_kw: batch.cache}, use_cache=True)
+            batch.scatter(caches)
+            for row, i in enumerate(live):
+                token, q = self._pick(states[i], sequences[i], batch.logits_rows(out.logits, row, 1).float())
+                tokens[i].append(token[0])
+                probs[i].append(q)
+                sequences[i] = torch.cat([sequences[i], token], dim=1)
+                feeds[i] = token[0]
+            live = [i for i in live if len(tokens[i]) < limits[i]]
+        return [self._until_eos(state, t, q) if t else (state.input_ids.new_empty(0), None)
+                for state, t, q in zip(states, tokens, probs)]
+
+    def _pick(self, state: GenerationState, sequence: torch.Tensor, logits: torch.Tensor):
+        """The next draft token [1, 1] from the logits [1, V], and q [V] when sampling."""
+        scores = self._process(state, sequence, logits)
+        if not state.generation_config.do_sample:
+            return scores.argmax(dim=-1, keepdim=True), None
+        q = torch.softmax(scores, dim=-1)
+        return torch.multinomial(q, 1, generator=state.generator), q[0]
+
+    @staticmethod
+    def _until_eos(state: GenerationState, tokens: list[torch.Tensor], probs: list) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(ids [m], q [m, V] or None) of the drafted tokens, cut after the first EOS."""
         candidates = torch.cat(tokens)
-        q = torch.stack(probs) if sampling else None
+        q = torch.stack(probs) if probs[0] is not None else None
+        eos = state.generation_config._eos_token_tensor
         # The draft stops proposing at EOS, like transformers' assistant. Checked once after the
         # loop (one host sync per round instead of one per draft token); drafts past an EOS are
         # dropped, and the draft cache is cropped back past them at rollback.

@@ -22,6 +22,7 @@ the prompt-lookup candidate generator.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -249,12 +250,15 @@ class SpeculativeEngine:
         if state.finished:
             raise ValueError(f"request {state.request_id} is already finished ({state.finish_reason})")
 
-    def propose(self, state: GenerationState) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The round's drafts [m] (and their probabilities when a draft model samples)."""
-        # never draft past the budget: the target adds one token of its own
-        # (docs/design.md#eos-and-budget-cut)
-        k = min(state.draft_length, state.max_length - int(state.input_ids.shape[1]) - 1)
-        return self.draft.propose(state, k)
+    def draft_limit(self, state: GenerationState) -> int:
+        """The drafts this round may take: never past the budget, the target adds one token of its
+        own (docs/design.md#eos-and-budget-cut)."""
+        return min(state.draft_length, state.max_length - int(state.input_ids.shape[1]) - 1)
+
+    def propose(self, state: GenerationState, cap: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The round's drafts [m <= cap] (and their probabilities when a draft model samples)."""
+        k = self.draft_limit(state)
+        return self.draft.propose(state, k if cap is None else min(k, cap))
 
     def settle(self, state: GenerationState, candidates: torch.Tensor, draft_probs: torch.Tensor | None,
                scores: torch.Tensor) -> tuple[torch.Tensor, str | None]:
@@ -275,16 +279,9 @@ class SpeculativeEngine:
             state.finished, state.finish_reason = True, reason
             state.text = self.decode(state)
         return RoundResult(
-            request_id=state.request_id,
-            drafted=drafted,
-            accepted=accepted,
-            new_token_ids=tuple(tokens.tolist()),
-            finished=state.finished,
-            finish_reason=state.finish_reason,
-            draft_seconds=draft_seconds,
-            verify_seconds=verify_seconds,
-            prefill=prefill,
-            kv_len=state.kv_len,
+            request_id=state.request_id, drafted=drafted, accepted=accepted,
+            new_token_ids=tuple(tokens.tolist()), finished=state.finished, finish_reason=state.finish_reason,
+            draft_seconds=draft_seconds, verify_seconds=verify_seconds, prefill=prefill, kv_len=state.kv_len,
             features=tuple(state.features) if prefill and state.features is not None else None,
         )
 
@@ -408,8 +405,6 @@ def _custom_criteria(criteria: StoppingCriteriaList) -> StoppingCriteriaList:
 
 def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The kwargs that survive a JSON round trip (objects are passed again on load)."""
-    import json
-
     kept = {}
     for key, value in kwargs.items():
         try:

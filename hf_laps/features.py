@@ -21,6 +21,10 @@ A random projection keeps inner products up to a factor 1 +- O(1/sqrt(dim))
 (Johnson-Lindenstrauss), so a linear model on z sees most of what it would see on h, at a size
 that fits a log line (2 * 32 fp16 values = 128 bytes before base64).
 
+In a batched round (`hf_laps.batched`, packed layout) new requests' prompts share one forward;
+`capture_rows` then copies each request's row at its own last prompt token, the same hidden
+states as at batch 1 up to the rounding of another matmul shape.
+
 Cost: two forward hooks that copy one row each and one (hidden x dim) matrix product per layer,
 only on the prefill round; the hooks are removed right after, so later rounds pay nothing.
 `output_hidden_states=True` would instead keep every layer's full [T, hidden] tensor.
@@ -79,6 +83,18 @@ class _Capture:
             self.rows[key] = hidden[0, index].detach()
 
 
+class _RowsCapture:
+    """The rows the hooks copied during one batched forward: given positions of each tensor."""
+
+    def __init__(self, mid_index: list[int], final_index: list[int]) -> None:
+        self.index = {"mid": mid_index, "final": final_index}
+        self.rows: dict[str, torch.Tensor] = {}
+
+    def take(self, key: str, hidden: torch.Tensor) -> None:
+        # hidden: [1, T, H]; one gather copies every request's row
+        self.rows[key] = hidden[0, self.index[key]].detach()
+
+
 class PrefillFeatures:
     """Hooks on one decoder layer and on the LM head that turn a prefill into `2 * dim` floats."""
 
@@ -121,11 +137,36 @@ class PrefillFeatures:
             for handle in handles:
                 handle.remove()
 
+    @contextmanager
+    def capture_rows(self, mid_index: list[int], final_index: list[int]) -> Iterator[_RowsCapture]:
+        """Hook one batched forward (batch dimension 1, several requests packed in its sequence):
+        request r's last prompt token is position `mid_index[r]` of the decoder layer's output
+        and position `final_index[r]` of the LM head's input (which sees only the kept logits)."""
+        captured = _RowsCapture(mid_index, final_index)
+        handles = [
+            self.middle.register_forward_hook(lambda m, a, out: captured.take("mid", _tensor(out))),
+            self.head.register_forward_pre_hook(lambda m, args: captured.take("final", args[0])),
+        ]
+        try:
+            yield captured
+        finally:
+            for handle in handles:
+                handle.remove()
+
     def vector(self, captured: _Capture) -> list[float] | None:
         """z (see the module docstring), or None when a hook did not see the position."""
         if set(captured.rows) != {"mid", "final"}:
             return None
-        rows = torch.stack([captured.rows["mid"], captured.rows["final"]]).float()
+        return self._project(captured.rows["mid"], captured.rows["final"])
+
+    def vectors(self, captured: _RowsCapture) -> list[list[float] | None]:
+        """z of every request of a `capture_rows` forward (None for all when a hook missed)."""
+        if set(captured.rows) != {"mid", "final"}:
+            return [None] * len(captured.index["mid"])
+        return [self._project(mid, final) for mid, final in zip(captured.rows["mid"], captured.rows["final"])]
+
+    def _project(self, mid: torch.Tensor, final: torch.Tensor) -> list[float]:
+        rows = torch.stack([mid, final]).float()
         rows = rows / rows.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
         projection = self.projection.to(rows.device)
         return (rows @ projection).reshape(-1).tolist()

@@ -282,15 +282,27 @@ def test_embedded_model_batch_equals_plain_greedy_up_to_near_ties(smollm2):
     assert max(s.metrics.mean_acceptance_length for s in states) > 2.0
 
 
-def test_prefill_features_are_taken_in_a_batch(target):
-    """With length-prediction features on, a new request's first round still yields them."""
+@pytest.mark.parametrize("layout", ["packed", "padded"])
+def test_prefill_features_are_taken_in_a_batch(target, layout):
+    """With length-prediction features on, new requests' first round yields each request's own
+    features: packed, from the one batched prefill (equal to batch 1 up to fp rounding); padded,
+    from a batch-1 prefill (identical)."""
     engine = make_engine(target)
     assert engine.features is not None
     states = start_all(engine, prompts(3), do_sample=False)
-    outcome = BatchedRound(engine).step(states)
-    alone = make_engine(target).step(engine.start(prompts(3)[0], max_new_tokens=5, do_sample=False))
+    batcher = BatchedRound(engine, layout)
+    assert batcher.batch_prefill == (layout == "packed")
+    outcome = batcher.step(states)
     assert all(r.prefill and r.features is not None for r in outcome.results)
-    assert outcome.results[0].features == alone.features
+    for i, (state, result) in enumerate(zip(states, outcome.results)):
+        alone = make_engine(target).step(engine.start(prompts(3)[i], max_new_tokens=5, do_sample=False))
+        assert state.features == list(result.features)
+        assert state.features_model == engine.features.fingerprint
+        assert torch.allclose(torch.tensor(result.features), torch.tensor(alone.features), atol=1e-4, rtol=1e-4)
+    # each request got its own vector (a wrong index would hand rows the same one)
+    assert len({r.features for r in outcome.results}) == 3
+    if layout == "packed":
+        assert outcome.timings.prefill_seconds < outcome.timings.forward_seconds
 
 
 def test_without_features_new_prompts_join_the_packed_batch(target):
@@ -305,3 +317,34 @@ def test_without_features_new_prompts_join_the_packed_batch(target):
     run_batched(engine, states)
     expected = [ref.plain_greedy(target, p, max_new_tokens=b) for p, b in zip(prompt_list, budgets(4))]
     assert check_near_ties(target, prompt_list, states, expected) == 0
+
+
+def test_draft_model_drafts_every_row_in_one_forward_per_step(target, draft):
+    """propose_batch: the drafts (and draft caches) of each row equal its batch-1 drafts, greedy
+    and sampled with the same seeds, from one draft forward per draft step instead of one per row."""
+    engine = make_engine(target, draft, features=False)
+    limits = [4, 0, 2, 4]
+    for kwargs in ({"do_sample": False}, {"do_sample": True, "temperature": 0.8}):
+        batched = [engine.start(p, max_new_tokens=20, seed=i, **kwargs) for i, p in enumerate(prompts(4))]
+        alone = [engine.start(p, max_new_tokens=20, seed=i, **kwargs) for i, p in enumerate(prompts(4))]
+        for _ in range(2):  # the second call continues from the caches the first left
+            calls = []
+            hook = draft.register_forward_hook(lambda *args: calls.append(1))
+            try:
+                got = engine.draft.propose_batch(batched, limits)
+            finally:
+                hook.remove()
+            assert len(calls) == max(limits)
+            for state, single, limit, (candidates, q) in zip(batched, alone, limits, got):
+                expected, expected_q = engine.draft.propose(single, limit)
+                assert candidates.tolist() == expected.tolist()
+                assert (q is None) == (expected_q is None)
+                if q is not None:
+                    assert torch.allclose(q, expected_q, atol=1e-5)
+                assert (state.draft_cache is None) == (single.draft_cache is None)
+                if state.draft_cache is not None:
+                    assert state.draft_cache.get_seq_length() == single.draft_cache.get_seq_length()
+                # commit one token so the next call feeds the tokens the draft has not seen
+                for s in (state, single):
+                    s.input_ids = torch.cat([s.input_ids, torch.tensor([[5, 6]])], dim=1)
+                    engine.draft.rollback(s, int(s.input_ids.shape[1]) - 1)
