@@ -83,6 +83,9 @@ class WithLogFlags(LengthPredictor):
     def observe(self, request: RequestSpec, output_tokens: int) -> None:
         self.inner.observe(self._spec(request), output_tokens)
 
+    def predict_quantiles(self, request: RequestSpec, qs):
+        return self.inner.predict_quantiles(self._spec(request), qs)
+
 
 class LeaveFoldOut(LengthPredictor):
     """k models, model f fitted on the examples outside fold f; a request is answered by the
@@ -99,6 +102,9 @@ class LeaveFoldOut(LengthPredictor):
     def observe(self, request: RequestSpec, output_tokens: int) -> None:
         for model in self.models:
             model.observe(request, output_tokens)
+
+    def predict_quantiles(self, request: RequestSpec, qs):
+        return self.models[self.fold_of.get(request.request_id, 0)].predict_quantiles(request, qs)
 
 
 @dataclass

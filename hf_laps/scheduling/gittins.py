@@ -92,11 +92,12 @@ def gittins_index(prefill: float, seconds_per_token: float, remaining: list[floa
 class GittinsProgress(RequestProgress):
     """RequestProgress plus the Gittins bookkeeping of one request."""
 
-    __slots__ = ("l_hat", "rank", "epoch", "decode_seconds", "decode_tokens")
+    __slots__ = ("l_hat", "support", "rank", "epoch", "decode_seconds", "decode_tokens")
 
     def __init__(self, spec: RequestSpec, admit_seq: int) -> None:
         super().__init__(spec, admit_seq)
         self.l_hat = float(spec.max_new_tokens)
+        self.support: list[float] | None = None   # the predictor's own quantiles of L, if any
         self.rank = math.inf
         self.epoch = -1
         self.decode_seconds = 0.0      # S_i: seconds of its non-prefill rounds
@@ -123,6 +124,7 @@ class GittinsPolicy(BasePolicy):
             history, quantiles=cfg.quantiles, pseudo_weight=cfg.pseudo_weight,
             history_weight=cfg.history_weight, prior_residual_weight=cfg.prior_residual_weight,
             refresh_fraction=cfg.speed_refresh)
+        self._levels = [(k + 0.5) / cfg.quantiles for k in range(cfg.quantiles)]
         self._heap = LazyHeap()                # every unfinished request, key (rank, arrival, seq)
         self._sweep: deque[str] = deque()      # round-robin refresh order
         self._decode_s = 0.0                   # popS
@@ -167,22 +169,37 @@ class GittinsPolicy(BasePolicy):
         spec = state.spec
         cap, g = float(spec.max_new_tokens), state.generated
         spt = self.seconds_per_token(state)
-        m = self.calibration.median_scale(state.l_hat)
         top = cap - g
-        remaining = [] if top <= 0 else [d if d < top else top
-                     for d in [m * u - g for u in self.calibration.exp_residuals] if d > 0]
+        if state.support is not None:          # the predictor's quantiles, already <= cap
+            remaining = [x - g for x in state.support if x > g]
+        else:
+            m = self.calibration.median_scale(state.l_hat)
+            remaining = [] if top <= 0 else [d if d < top else top
+                         for d in [m * u - g for u in self.calibration.exp_residuals] if d > 0]
         if not remaining:
             guess = min(max(self.config.tail_fraction * g + 1.0, 1.0), max(cap - g, 1.0))
             return spt * guess
         prefill = self.prefill_per_token() * spec.prompt_tokens if state.rounds == 0 else 0.0
         return gittins_index(prefill, spt, remaining)
 
+    def _predict(self, state: GittinsProgress) -> None:
+        """L_hat, and the support when the predictor has quantiles (and we are to use them)."""
+        state.l_hat = float(self.predictor.predict(state.spec))
+        if self.config.predictor_quantiles:
+            support = self.predictor.predict_quantiles(state.spec, self._levels)
+            state.support = sorted(support) if support is not None else None
+
     def _refresh(self, state: GittinsProgress, repredict: bool) -> None:
         if repredict:
-            state.l_hat = float(self.predictor.predict(state.spec))
+            self._predict(state)
         state.rank = self.rank(state)
         state.epoch = self._epoch
-        self._heap.push(state.spec.request_id, (state.rank, state.spec.arrival, state.admit_seq))
+        self._heap.push(state.spec.request_id, (self._key(state), state.spec.arrival, state.admit_seq))
+
+    def _key(self, state: GittinsProgress) -> float:
+        """rank - aging * (now - arrival), less the common -aging * now: an order that does not
+        change while time passes, so the heap never needs re-keying for it."""
+        return state.rank + self.config.aging * state.spec.arrival
 
     # --- decisions -----------------------------------------------------------------------
     def ranked(self, count: int) -> list[str]:
@@ -193,7 +210,8 @@ class GittinsPolicy(BasePolicy):
         running = self._running
         if top is None or running is None or top == running:
             return top
-        if self._states[top].rank < (1.0 - self.config.hysteresis) * self._states[running].rank:
+        challenger, incumbent = self._states[top], self._states[running]
+        if self._key(challenger) < self._key(incumbent) - self.config.hysteresis * incumbent.rank:
             return top
         return running
 
@@ -296,8 +314,7 @@ class GittinsPolicy(BasePolicy):
             done += 1
             l_hat = float(self.predictor.predict(state.spec))
             if state.epoch != self._epoch or _moved(l_hat, state.l_hat, threshold):
-                state.l_hat = l_hat
-                self._refresh(state, repredict=False)
+                self._refresh(state, repredict=True)
 
     # --- explanation ---------------------------------------------------------------------
     def _explain(self, state: GittinsProgress) -> dict:

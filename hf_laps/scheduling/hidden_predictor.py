@@ -16,6 +16,13 @@ A distribution, for policies that need one: each model keeps its recent out-of-s
 r = y - w . x (computed BEFORE the example updates w, so they measure the error on unseen
 requests), and the q-quantile of the length is
     Q(q) = clip(exp(w . x + quantile_q(r)), 1, max_new_tokens).
+The residuals are kept per stratum s = (has_stop, is_chat) as well as pooled, and a request is
+given its stratum's residuals once that has `min_residuals` of them: the errors of different
+kinds of request differ in shape, not only in size. A chat reply with a cap mostly runs to the
+cap (residuals near 0), while a completion with stop strings ends after 2 tokens or after 60
+(residuals of both signs, far from 0); pooled, the chat replies would look uncertain and the
+completions bimodality would be averaged away, and a Gittins index ranks by exactly that shape
+(the chance of finishing within a short quantum).
 Before a model has `min_residuals` residuals it assumes log-length is uniform on
 [0, log max_new_tokens], i.e. Q(q) = max_new_tokens ** q (it knows nothing but the cap).
 
@@ -27,6 +34,7 @@ requests still train the cheap model.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import warnings
 from collections import deque
@@ -56,15 +64,23 @@ class RidgeRLS:
         for i in range(dim):
             self.p[i][i] = 1e6 if i == 0 else 1.0 / ridge
         self.count = 0
-        self.residuals: deque[float] = deque(maxlen=RESIDUAL_WINDOW)
+        self.residuals = ResidualWindow()                       # pooled
+        self.strata: dict[tuple[bool, bool], ResidualWindow] = {}
 
     def mean(self, x: Sequence[float]) -> float:
         return sum(wi * xi for wi, xi in zip(self.w, x))
 
-    def update(self, x: Sequence[float], y: float, keep_residual: bool) -> None:
+    def residuals_for(self, stratum: tuple[bool, bool], least: int) -> "ResidualWindow":
+        """The stratum's residuals when it has at least `least`, else the pooled ones."""
+        own = self.strata.get(stratum)
+        return own if own is not None and len(own) >= least else self.residuals
+
+    def update(self, x: Sequence[float], y: float, keep_residual: bool,
+               stratum: tuple[bool, bool] = (False, False)) -> None:
         err = y - self.mean(x)
         if keep_residual:
-            self.residuals.append(err)
+            self.residuals.add(err)
+            self.strata.setdefault(stratum, ResidualWindow()).add(err)
         p, w = self.p, self.w
         u = [sum(pij * xj for pij, xj in zip(row, x)) for row in p]     # u = P x (P symmetric)
         k = 1.0 / (1.0 + sum(ui * xi for ui, xi in zip(u, x)))
@@ -120,18 +136,21 @@ class HiddenStatePredictor(LengthPredictor):
         model, x = self._model_for(request)
         if model is None or len(model.residuals) < self.min_residuals:
             return [clip_length(float(request.max_new_tokens) ** q, request) for q in qs]
-        mu, ordered = model.mean(x), sorted(model.residuals)
+        mu = model.mean(x)
+        ordered = model.residuals_for(stratum(request), self.min_residuals).ordered
         return [clip_length(math.exp(min(mu + _quantile(ordered, q), 30.0)), request) for q in qs]
 
     def observe(self, request: RequestSpec, output_tokens: int) -> None:
         y = math.log(max(output_tokens, 1))
         c = cheap_features(request)
-        self.cheap.update(c, y, keep_residual=self.cheap.count >= self.min_residuals)
+        kind = stratum(request)
+        self.cheap.update(c, y, keep_residual=self.cheap.count >= self.min_residuals, stratum=kind)
         z = self._usable(request.features)
         if z is not None:
             if self.full is None:
                 self.full = RidgeRLS(CHEAP_DIM + len(z), self.ridge)
-            self.full.update(c + list(z), y, keep_residual=self.full.count >= self.min_full)
+            self.full.update(c + list(z), y, keep_residual=self.full.count >= self.min_full,
+                             stratum=kind)
 
     def fit(self, examples: Iterable[tuple[RequestSpec, int]]) -> "HiddenStatePredictor":
         """Add (request, output_tokens) examples, in order; returns self."""
@@ -185,6 +204,32 @@ class HiddenStatePredictor(LengthPredictor):
                 self._warned_dim = True
             return None
         return features
+
+
+class ResidualWindow:
+    """The last RESIDUAL_WINDOW residuals, in arrival order (to evict the oldest) and sorted (to
+    read quantiles without sorting per prediction): O(window) per add, O(1) per quantile."""
+
+    def __init__(self) -> None:
+        self._fifo: deque[float] = deque()
+        self.ordered: list[float] = []
+
+    def add(self, value: float) -> None:
+        if len(self._fifo) == RESIDUAL_WINDOW:
+            del self.ordered[bisect.bisect_left(self.ordered, self._fifo.popleft())]
+        self._fifo.append(value)
+        bisect.insort(self.ordered, value)
+
+    def __len__(self) -> int:
+        return len(self._fifo)
+
+    def __iter__(self):
+        return iter(self._fifo)
+
+
+def stratum(request: RequestSpec) -> tuple[bool, bool]:
+    """(has_stop, is_chat): the kind of request whose errors share a shape."""
+    return (bool(request.has_stop), bool(request.is_chat))
 
 
 def cheap_features(request: RequestSpec) -> list[float]:
