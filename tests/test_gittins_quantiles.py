@@ -1,7 +1,8 @@
 """Gittins over the predictor's own distribution: per-kind residuals of the hidden predictor,
-the policy ranking by them, and aging (the wait it forgives)."""
+the policy ranking by them, and the starvation guard."""
 import math
 import random
+from statistics import NormalDist
 
 import pytest
 
@@ -37,13 +38,19 @@ def test_residuals_are_kept_per_kind_of_request():
     assert code[0] <= 3 and 45 <= code[-1] <= 80
 
 
-def test_a_kind_with_few_residuals_borrows_the_pooled_ones():
+def test_a_kind_without_residuals_gets_a_prior():
     predictor = HiddenStatePredictor(min_residuals=10).fit(mixed_kinds(200))
-    rare = RequestSpec("r", 0.0, 40, 256, has_stop=True, is_chat=True)     # never seen
-    model = predictor.cheap
-    assert model.residuals_for((True, True), 10) is model.residuals
-    assert len(model.residuals_for((False, True), 10)) < len(model.residuals)
-    assert len(predictor.predict_quantiles(rare, [0.5])) == 1
+    levels = [0.02, 0.5, 0.98]
+    # never seen, with stop strings: it may end anywhere below the cap (log-uniform)
+    rare_stop = RequestSpec("r", 0.0, 40, 256, has_stop=True, is_chat=True)
+    assert predictor.predict_quantiles(rare_stop, levels) == pytest.approx(
+        [max(256 ** q, 1.0) for q in levels])
+    # never seen, no stop strings: a factor e either way around the model's prediction
+    rare_plain = RequestSpec("p", 0.0, 40, 4096)
+    mid = predictor.predict(rare_plain)
+    z = [NormalDist().inv_cdf(q) for q in levels]
+    assert predictor.predict_quantiles(rare_plain, levels) == pytest.approx(
+        [min(max(mid * math.exp(e), 1.0), 4096) for e in z])
 
 
 def test_residual_window_keeps_the_latest_values_sorted():
@@ -99,21 +106,24 @@ def test_past_its_short_mode_a_request_is_ranked_by_the_long_one():
     assert policy.pick(0.3) == "plain"
 
 
-def test_aging_lets_a_long_waiting_request_overtake():
-    def first_pick(aging):
-        policy = GittinsPolicy(GittinsConfig(aging=aging), make_predictor("oracle"))
-        policy.admit(RequestSpec("long", 0.0, 10, 1000, true_output_tokens=300), 100.0)
-        policy.admit(RequestSpec("short", 100.0, 10, 1000, true_output_tokens=100), 100.0)
-        return policy.pick(100.0)
-    # ranks at 1 second per token (nothing measured): 300 vs 100; the long one waited 100 s
-    # more, so with aging a it ranks 300 - 100 a against 100: it wins once a > 2
-    assert first_pick(0.0) == "short"
-    assert first_pick(1.5) == "short"
-    assert first_pick(3.0) == "long"
+def test_starvation_guard_serves_the_oldest_request_after_a_long_wait():
+    def picks(starvation):
+        policy = GittinsPolicy(GittinsConfig(starvation=starvation), make_predictor("oracle"))
+        policy.admit(RequestSpec("long", 0.0, 10, 1000, true_output_tokens=300), 0.0)
+        policy.admit(RequestSpec("quick", 0.0, 10, 1000, true_output_tokens=1), 0.0)
+        policy.on_round(RoundReport(request_id="quick", drafted=0, accepted=0, emitted=1,
+                                    seconds=2.0, draft_seconds=0.0, verify_seconds=2.0,
+                                    finished=True, prefill=True), 2.0)    # mean latency 2 s
+        policy.admit(RequestSpec("short", 3.0, 10, 1000, true_output_tokens=5), 3.0)
+        return policy.pick(5.0), policy.pick(9.0)
+    # by t = 5 'long' has waited 5 s (2.5x the mean latency), by t = 9 it has waited 9 s (4.5x)
+    assert picks(0.0) == ("short", "short")    # off: the shorter request runs first
+    assert picks(4.0) == ("short", "long")     # past 4x the mean latency the oldest runs
+    assert picks(2.0) == ("long", "long")
 
 
-@pytest.mark.parametrize("field, value", [("predictor_quantiles", "yes"), ("aging", -0.5),
-                                          ("aging", math.inf)])
+@pytest.mark.parametrize("field, value", [("predictor_quantiles", "yes"), ("starvation", -0.5),
+                                          ("starvation", math.inf)])
 def test_new_knobs_are_validated(field, value):
     with pytest.raises(ValueError, match=field):
         GittinsConfig(**{field: value})

@@ -44,9 +44,9 @@ class GittinsConfig:
         1, "Waiting requests re-predicted per round by the round-robin sweep.")
     settle_per_round: int = _knob(
         8, "Stale ranks at the top of the heap recomputed per round after an epoch change.")
-    aging: float = _knob(
-        0.0, "Seconds of expected remaining time forgiven per second waited (rank - aging * wait): "
-        "bounds the wait of long requests, i.e. the p99 latency.")
+    starvation: float = _knob(
+        0.0, "Serve the oldest request first once it has waited this many times the job's mean latency "
+        "so far (0: never): a bound on the wait of long requests, i.e. on the p99 latency.")
     predictor_quantiles: bool = _knob(
         True, "Rank by the predictor's own length quantiles when it gives them (hidden: out-of-sample "
         "residuals per kind of request); off: calibrate its point prediction (calibration.py).")
@@ -58,7 +58,7 @@ class GittinsConfig:
         _check_int("sweep_per_round", self.sweep_per_round, 0)
         _check_int("settle_per_round", self.settle_per_round, 0)
         for name in ("kappa", "pseudo_weight", "history_weight", "prior_residual_weight",
-                     "tail_fraction", "speed_refresh", "aging"):
+                     "tail_fraction", "speed_refresh", "starvation"):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -127,6 +127,8 @@ class GittinsPolicy(BasePolicy):
         self._levels = [(k + 0.5) / cfg.quantiles for k in range(cfg.quantiles)]
         self._heap = LazyHeap()                # every unfinished request, key (rank, arrival, seq)
         self._sweep: deque[str] = deque()      # round-robin refresh order
+        self._oldest = LazyHeap()              # every unfinished request, key (arrival, seq)
+        self._latency_sum, self._latency_count = 0.0, 0   # finished requests' latencies
         self._decode_s = 0.0                   # popS
         self._decode_g = 0                     # popG
         self._first_s = 0.0                    # seconds of first (prefill) rounds
@@ -194,26 +196,35 @@ class GittinsPolicy(BasePolicy):
             self._predict(state)
         state.rank = self.rank(state)
         state.epoch = self._epoch
-        self._heap.push(state.spec.request_id, (self._key(state), state.spec.arrival, state.admit_seq))
-
-    def _key(self, state: GittinsProgress) -> float:
-        """rank - aging * (now - arrival), less the common -aging * now: an order that does not
-        change while time passes, so the heap never needs re-keying for it."""
-        return state.rank + self.config.aging * state.spec.arrival
+        self._heap.push(state.spec.request_id, (state.rank, state.spec.arrival, state.admit_seq))
 
     # --- decisions -----------------------------------------------------------------------
     def ranked(self, count: int) -> list[str]:
         return self._heap.smallest(count)
 
     def pick(self, now: float) -> str | None:
+        starving = self._starving(now)
+        if starving is not None:
+            return starving
         top = self._heap.peek()
         running = self._running
         if top is None or running is None or top == running:
             return top
-        challenger, incumbent = self._states[top], self._states[running]
-        if self._key(challenger) < self._key(incumbent) - self.config.hysteresis * incumbent.rank:
+        if self._states[top].rank < (1.0 - self.config.hysteresis) * self._states[running].rank:
             return top
         return running
+
+    def _starving(self, now: float) -> str | None:
+        """The oldest request, if it has waited more than `starvation` times the job's mean
+        latency so far (the job's own measure of a normal wait); else None."""
+        factor = self.config.starvation
+        if not factor or not self._latency_count:
+            return None
+        oldest = self._oldest.peek()
+        if oldest is None:
+            return None
+        mean = self._latency_sum / self._latency_count
+        return oldest if now - self._states[oldest].spec.arrival > factor * mean else None
 
     # --- hooks ---------------------------------------------------------------------------
     def _new_state(self, request: RequestSpec) -> GittinsProgress:
@@ -221,6 +232,7 @@ class GittinsPolicy(BasePolicy):
 
     def _admitted(self, state: GittinsProgress, now: float) -> None:
         self._refresh(state, repredict=True)
+        self._oldest.push(state.spec.request_id, (state.spec.arrival, state.admit_seq))
         self._sweep.append(state.spec.request_id)
         self._event("admit", state, now, queue=None, l_hat=state.l_hat, rank=state.rank)
 
@@ -245,6 +257,9 @@ class GittinsPolicy(BasePolicy):
 
     def _finished(self, state: GittinsProgress, report: RoundReport, now: float) -> None:
         self._heap.remove(state.spec.request_id)
+        self._oldest.remove(state.spec.request_id)
+        self._latency_sum += now - state.spec.arrival
+        self._latency_count += 1
         self.calibration.observe(state.l_hat, state.generated)
         self.predictor.observe(state.spec, state.generated)
         if self._support_moved():

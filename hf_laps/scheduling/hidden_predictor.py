@@ -16,15 +16,20 @@ A distribution, for policies that need one: each model keeps its recent out-of-s
 r = y - w . x (computed BEFORE the example updates w, so they measure the error on unseen
 requests), and the q-quantile of the length is
     Q(q) = clip(exp(w . x + quantile_q(r)), 1, max_new_tokens).
-The residuals are kept per stratum s = (has_stop, is_chat) as well as pooled, and a request is
-given its stratum's residuals once that has `min_residuals` of them: the errors of different
-kinds of request differ in shape, not only in size. A chat reply with a cap mostly runs to the
+The residuals are kept per stratum s = (has_stop, is_chat) as well as pooled (the pooled ones
+decide when the quantiles are trusted at all), and a request is given its stratum's residuals
+once that has `min_residuals` of them: the errors of different kinds of request differ in shape,
+not only in size. A chat reply with a cap mostly runs to the
 cap (residuals near 0), while a completion with stop strings ends after 2 tokens or after 60
 (residuals of both signs, far from 0); pooled, the chat replies would look uncertain and the
 completions bimodality would be averaged away, and a Gittins index ranks by exactly that shape
 (the chance of finishing within a short quantum).
-Before a model has `min_residuals` residuals it assumes log-length is uniform on
-[0, log max_new_tokens], i.e. Q(q) = max_new_tokens ** q (it knows nothing but the cap).
+Until a stratum has `min_residuals` residuals its requests get a prior instead:
+  * with stop strings: log-length uniform on [0, log max_new_tokens], Q(q) = max_new_tokens ** q
+    (a stop string is set because the reply may end anywhere before the cap);
+  * without: errors N(0, PRIOR_SPREAD^2) in log space around the model's mean (a factor e either
+    way, as the calibration's prior);
+and before the predictor has seen any example, every request gets the log-uniform one.
 
 Training data: `observe` after every finished request (online), and `history`: timing logs of
 earlier jobs whose records carry prompt_tokens, max_new_tokens, output_tokens, optionally
@@ -38,6 +43,7 @@ import bisect
 import math
 import warnings
 from collections import deque
+from statistics import NormalDist
 from typing import Iterable, Sequence
 
 from .feature_codec import decode_features
@@ -47,6 +53,8 @@ from .types import RequestSpec
 
 CHEAP_DIM = 5
 RESIDUAL_WINDOW = 1000   # most recent residuals a model keeps for its quantiles
+PRIOR_SPREAD = 1.0       # std of log-length errors assumed before residuals are known
+_NORMAL = NormalDist()
 
 
 class RidgeRLS:
@@ -69,11 +77,6 @@ class RidgeRLS:
 
     def mean(self, x: Sequence[float]) -> float:
         return sum(wi * xi for wi, xi in zip(self.w, x))
-
-    def residuals_for(self, stratum: tuple[bool, bool], least: int) -> "ResidualWindow":
-        """The stratum's residuals when it has at least `least`, else the pooled ones."""
-        own = self.strata.get(stratum)
-        return own if own is not None and len(own) >= least else self.residuals
 
     def update(self, x: Sequence[float], y: float, keep_residual: bool,
                stratum: tuple[bool, bool] = (False, False)) -> None:
@@ -134,11 +137,15 @@ class HiddenStatePredictor(LengthPredictor):
         if any(not 0.0 <= q <= 1.0 for q in qs):
             raise ValueError(f"quantile levels must be in [0, 1], got {list(qs)}")
         model, x = self._model_for(request)
-        if model is None or len(model.residuals) < self.min_residuals:
-            return [clip_length(float(request.max_new_tokens) ** q, request) for q in qs]
+        own = model.strata.get(stratum(request)) if model is not None else None
+        if own is None or len(own) < self.min_residuals:
+            if model is None or request.has_stop:
+                return [clip_length(float(request.max_new_tokens) ** q, request) for q in qs]
+            spread = [PRIOR_SPREAD * _NORMAL.inv_cdf(min(max(q, 1e-6), 1 - 1e-6)) for q in qs]
+        else:
+            spread = [_quantile(own.ordered, q) for q in qs]
         mu = model.mean(x)
-        ordered = model.residuals_for(stratum(request), self.min_residuals).ordered
-        return [clip_length(math.exp(min(mu + _quantile(ordered, q), 30.0)), request) for q in qs]
+        return [clip_length(math.exp(min(mu + e, 30.0)), request) for e in spread]
 
     def observe(self, request: RequestSpec, output_tokens: int) -> None:
         y = math.log(max(output_tokens, 1))
