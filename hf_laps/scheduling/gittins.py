@@ -92,12 +92,14 @@ def gittins_index(prefill: float, seconds_per_token: float, remaining: list[floa
 class GittinsProgress(RequestProgress):
     """RequestProgress plus the Gittins bookkeeping of one request."""
 
-    __slots__ = ("l_hat", "support", "rank", "epoch", "decode_seconds", "decode_tokens")
+    __slots__ = ("l_hat", "support", "predicted_at", "rank", "epoch", "decode_seconds",
+                 "decode_tokens")
 
     def __init__(self, spec: RequestSpec, admit_seq: int) -> None:
         super().__init__(spec, admit_seq)
         self.l_hat = float(spec.max_new_tokens)
         self.support: list[float] | None = None   # the predictor's own quantiles of L, if any
+        self.predicted_at = -1                    # the policy's finish count at that prediction
         self.rank = math.inf
         self.epoch = -1
         self.decode_seconds = 0.0      # S_i: seconds of its non-prefill rounds
@@ -129,6 +131,7 @@ class GittinsPolicy(BasePolicy):
         self._sweep: deque[str] = deque()      # round-robin refresh order
         self._oldest = LazyHeap()              # every unfinished request, key (arrival, seq)
         self._latency_sum, self._latency_count = 0.0, 0   # finished requests' latencies
+        self._observed = 0                     # finished requests the predictor learned from
         self._decode_s = 0.0                   # popS
         self._decode_g = 0                     # popG
         self._first_s = 0.0                    # seconds of first (prefill) rounds
@@ -184,9 +187,11 @@ class GittinsPolicy(BasePolicy):
         prefill = self.prefill_per_token() * spec.prompt_tokens if state.rounds == 0 else 0.0
         return gittins_index(prefill, spt, remaining)
 
-    def _predict(self, state: GittinsProgress) -> None:
-        """L_hat, and the support when the predictor has quantiles (and we are to use them)."""
-        state.l_hat = float(self.predictor.predict(state.spec))
+    def _predict(self, state: GittinsProgress, l_hat: float | None = None) -> None:
+        """L_hat (given, or asked of the predictor), and the support when the predictor has
+        quantiles (and we are to use them)."""
+        state.l_hat = float(self.predictor.predict(state.spec)) if l_hat is None else l_hat
+        state.predicted_at = self._observed
         if self.config.predictor_quantiles:
             support = self.predictor.predict_quantiles(state.spec, self._levels)
             state.support = sorted(support) if support is not None else None
@@ -251,7 +256,10 @@ class GittinsPolicy(BasePolicy):
             self._new_epoch()
 
     def _progressed(self, state: GittinsProgress, report: RoundReport, now: float) -> None:
-        self._refresh(state, repredict=True)
+        # a prediction changes only when the predictor learned (a finish) or the request's
+        # features arrived; otherwise re-ranking (its speed moved) reuses it
+        changed = report.features is not None or state.predicted_at != self._observed
+        self._refresh(state, repredict=changed)
         self._sweep_some()
         self._settle()
 
@@ -260,6 +268,7 @@ class GittinsPolicy(BasePolicy):
         self._oldest.remove(state.spec.request_id)
         self._latency_sum += now - state.spec.arrival
         self._latency_count += 1
+        self._observed += 1
         self.calibration.observe(state.l_hat, state.generated)
         self.predictor.observe(state.spec, state.generated)
         if self._support_moved():
@@ -329,7 +338,8 @@ class GittinsPolicy(BasePolicy):
             done += 1
             l_hat = float(self.predictor.predict(state.spec))
             if state.epoch != self._epoch or _moved(l_hat, state.l_hat, threshold):
-                self._refresh(state, repredict=True)
+                self._predict(state, l_hat)
+                self._refresh(state, repredict=False)
 
     # --- explanation ---------------------------------------------------------------------
     def _explain(self, state: GittinsProgress) -> dict:

@@ -40,6 +40,7 @@ requests still train the cheap model.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import warnings
 from collections import deque
@@ -134,18 +135,19 @@ class HiddenStatePredictor(LengthPredictor):
 
     def predict_quantiles(self, request: RequestSpec, qs: Sequence[float]) -> list[float]:
         """Output-length quantiles (tokens, in [1, max_new_tokens]) for each q in `qs` (0..1)."""
-        if any(not 0.0 <= q <= 1.0 for q in qs):
+        qs = tuple(qs)
+        if qs and not (0.0 <= min(qs) and max(qs) <= 1.0):      # also catches NaN
             raise ValueError(f"quantile levels must be in [0, 1], got {list(qs)}")
+        cap = float(request.max_new_tokens)
         model, x = self._model_for(request)
         own = model.strata.get(stratum(request)) if model is not None else None
         if own is None or len(own) < self.min_residuals:
             if model is None or request.has_stop:
-                return [clip_length(float(request.max_new_tokens) ** q, request) for q in qs]
-            spread = [PRIOR_SPREAD * _NORMAL.inv_cdf(min(max(q, 1e-6), 1 - 1e-6)) for q in qs]
+                return list(_log_uniform(cap, qs))
+            factors = _prior_factors(qs)
         else:
-            spread = [_quantile(own.ordered, q) for q in qs]
-        mu = model.mean(x)
-        return [clip_length(math.exp(min(mu + e, 30.0)), request) for e in spread]
+            factors = own.factors(qs)
+        return _scaled(math.exp(min(model.mean(x), 30.0)), factors, cap, _ascending(qs))
 
     def observe(self, request: RequestSpec, output_tokens: int) -> None:
         y = math.log(max(output_tokens, 1))
@@ -215,23 +217,62 @@ class HiddenStatePredictor(LengthPredictor):
 
 class ResidualWindow:
     """The last RESIDUAL_WINDOW residuals, in arrival order (to evict the oldest) and sorted (to
-    read quantiles without sorting per prediction): O(window) per add, O(1) per quantile."""
+    read quantiles without sorting per prediction): O(window) per add, O(1) per quantile, and
+    the last set of quantiles asked for is kept until the next add."""
 
     def __init__(self) -> None:
         self._fifo: deque[float] = deque()
         self.ordered: list[float] = []
+        self._cached: tuple[tuple[float, ...], list[float]] | None = None
 
     def add(self, value: float) -> None:
         if len(self._fifo) == RESIDUAL_WINDOW:
             del self.ordered[bisect.bisect_left(self.ordered, self._fifo.popleft())]
         self._fifo.append(value)
         bisect.insort(self.ordered, value)
+        self._cached = None
+
+    def factors(self, qs: tuple[float, ...]) -> list[float]:
+        """exp(residual quantile) at levels `qs`, kept until the next add: every request of a
+        stratum shares them, so a policy predicting many requests computes them once."""
+        if self._cached is None or self._cached[0] != qs:
+            self._cached = (qs, [math.exp(_quantile(self.ordered, q)) for q in qs])
+        return self._cached[1]
 
     def __len__(self) -> int:
         return len(self._fifo)
 
     def __iter__(self):
         return iter(self._fifo)
+
+
+@functools.lru_cache(maxsize=256)
+def _log_uniform(cap: float, qs: tuple[float, ...]) -> tuple[float, ...]:
+    """cap ** q clipped to [1, cap]: log-length uniform on [0, log cap] (cached per cap)."""
+    return tuple(min(max(cap ** q, 1.0), cap) for q in qs)
+
+
+@functools.lru_cache(maxsize=16)
+def _prior_factors(qs: tuple[float, ...]) -> list[float]:
+    """exp(PRIOR_SPREAD * z_q) (cached: a policy asks for the same levels every time)."""
+    return [math.exp(PRIOR_SPREAD * _NORMAL.inv_cdf(min(max(q, 1e-6), 1 - 1e-6))) for q in qs]
+
+
+@functools.lru_cache(maxsize=16)
+def _ascending(qs: tuple[float, ...]) -> bool:
+    return all(a <= b for a, b in zip(qs, qs[1:]))
+
+
+def _scaled(median: float, factors: list[float], cap: float, ascending: bool) -> list[float]:
+    """clip(median * f, 1, cap) for each factor. Factors of ascending levels (the policy's case)
+    ascend too (quantiles are monotone), so they are clipped at both ends by bisection: one
+    multiplication per level."""
+    n = len(factors)
+    if ascending:
+        low = bisect.bisect_left(factors, 1.0 / median)
+        high = max(bisect.bisect_right(factors, cap / median), low)
+        return [1.0] * low + [median * f for f in factors[low:high]] + [cap] * (n - high)
+    return [min(max(median * f, 1.0), cap) for f in factors]
 
 
 def stratum(request: RequestSpec) -> tuple[bool, bool]:
