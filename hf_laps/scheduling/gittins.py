@@ -13,7 +13,10 @@ admission, with the job's measurements as a prior that its own rounds gradually 
     spt_i     = (S_i + kappa popS/popG) / (G_i + kappa)       shrinkage: a request's first few
                 rounds say little about its speed, ~kappa tokens of its own outweigh the job's
     prefill_i = prefill per prompt token * P_i if i has not started, else 0 (a known cost)
-    support   = the calibrated distribution of L (calibration.py): x_k = min(m_i e^{e_k}, cap_i)
+    support   = the predictor's own quantiles of L at levels (k + 0.5) / n when it gives them
+                (hidden: out-of-sample residuals per kind of request, so a completion with stop
+                strings keeps its bimodal shape), else the calibrated distribution of its point
+                prediction (calibration.py): x_k = min(m_i e^{e_k}, cap_i)
     R_i       = sorted {x_k - g_i : x_k > g_i}  (d_1 <= ... <= d_n, equal weight 1/n): the
                 remaining length GIVEN that L > g_i, so a request past its prediction is
                 ranked by its conditional tail, not by "one more token"
@@ -25,7 +28,9 @@ admission, with the job's measurements as a prior that its own rounds gradually 
                 rank_i = spt_i * clamp(tail_fraction g_i + 1, 1, cap_i - g_i)
     pick      = b = argmin rank (ties: arrival, then admission); the running request r keeps
                 the server unless rank_b < (1 - h) rank_r (hysteresis: an estimate that moves
-                a little must not cause a switch and its KV traffic).
+                a little must not cause a switch and its KV traffic). With `starvation` = s > 0
+                the oldest request goes first once it has waited s times the job's mean
+                latency so far (a bound on the wait of long requests, paid in mean latency).
 
 With oracle lengths every support point is the true length, so rank_i = prefill_i + spt_i
 (L_i - g_i): shortest expected remaining time first. With a useless predictor the calibration
