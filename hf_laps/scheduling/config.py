@@ -44,6 +44,12 @@ class GittinsConfig:
         1, "Waiting requests re-predicted per round by the round-robin sweep.")
     settle_per_round: int = _knob(
         8, "Stale ranks at the top of the heap recomputed per round after an epoch change.")
+    starvation: float = _knob(
+        0.0, "Serve the oldest request first once it has waited this many times the job's mean latency "
+        "so far (0: never): a bound on the wait of long requests, i.e. on the p99 latency.")
+    predictor_quantiles: bool = _knob(
+        True, "Rank by the predictor's own length quantiles when it gives them (hidden: out-of-sample "
+        "residuals per kind of request); off: calibrate its point prediction (calibration.py).")
     per_request_speed: bool = _knob(
         True, "Each request's own seconds per token (acceptance-aware); off: the job-wide value (ablation).")
 
@@ -52,7 +58,7 @@ class GittinsConfig:
         _check_int("sweep_per_round", self.sweep_per_round, 0)
         _check_int("settle_per_round", self.settle_per_round, 0)
         for name in ("kappa", "pseudo_weight", "history_weight", "prior_residual_weight",
-                     "tail_fraction", "speed_refresh"):
+                     "tail_fraction", "speed_refresh", "starvation"):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -61,6 +67,9 @@ class GittinsConfig:
                              "residual distribution would be empty")
         if not _is_number(self.hysteresis) or not 0 <= self.hysteresis < 1:
             raise ValueError(f"hysteresis must be a number in [0, 1), got {self.hysteresis!r}")
+        if not isinstance(self.predictor_quantiles, bool):
+            raise ValueError(f"predictor_quantiles must be True or False, "
+                             f"got {self.predictor_quantiles!r}")
         if not isinstance(self.per_request_speed, bool):
             raise ValueError(f"per_request_speed must be True or False, "
                              f"got {self.per_request_speed!r}")

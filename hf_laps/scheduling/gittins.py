@@ -13,7 +13,10 @@ admission, with the job's measurements as a prior that its own rounds gradually 
     spt_i     = (S_i + kappa popS/popG) / (G_i + kappa)       shrinkage: a request's first few
                 rounds say little about its speed, ~kappa tokens of its own outweigh the job's
     prefill_i = prefill per prompt token * P_i if i has not started, else 0 (a known cost)
-    support   = the calibrated distribution of L (calibration.py): x_k = min(m_i e^{e_k}, cap_i)
+    support   = the predictor's own quantiles of L at levels (k + 0.5) / n when it gives them
+                (hidden: out-of-sample residuals per kind of request, so a completion with stop
+                strings keeps its bimodal shape), else the calibrated distribution of its point
+                prediction (calibration.py): x_k = min(m_i e^{e_k}, cap_i)
     R_i       = sorted {x_k - g_i : x_k > g_i}  (d_1 <= ... <= d_n, equal weight 1/n): the
                 remaining length GIVEN that L > g_i, so a request past its prediction is
                 ranked by its conditional tail, not by "one more token"
@@ -25,7 +28,9 @@ admission, with the job's measurements as a prior that its own rounds gradually 
                 rank_i = spt_i * clamp(tail_fraction g_i + 1, 1, cap_i - g_i)
     pick      = b = argmin rank (ties: arrival, then admission); the running request r keeps
                 the server unless rank_b < (1 - h) rank_r (hysteresis: an estimate that moves
-                a little must not cause a switch and its KV traffic).
+                a little must not cause a switch and its KV traffic). With `starvation` = s > 0
+                the oldest request goes first once it has waited s times the job's mean
+                latency so far (a bound on the wait of long requests, paid in mean latency).
 
 With oracle lengths every support point is the true length, so rank_i = prefill_i + spt_i
 (L_i - g_i): shortest expected remaining time first. With a useless predictor the calibration
@@ -92,11 +97,14 @@ def gittins_index(prefill: float, seconds_per_token: float, remaining: list[floa
 class GittinsProgress(RequestProgress):
     """RequestProgress plus the Gittins bookkeeping of one request."""
 
-    __slots__ = ("l_hat", "rank", "epoch", "decode_seconds", "decode_tokens")
+    __slots__ = ("l_hat", "support", "predicted_at", "rank", "epoch", "decode_seconds",
+                 "decode_tokens")
 
     def __init__(self, spec: RequestSpec, admit_seq: int) -> None:
         super().__init__(spec, admit_seq)
         self.l_hat = float(spec.max_new_tokens)
+        self.support: list[float] | None = None   # the predictor's own quantiles of L, if any
+        self.predicted_at = -1                    # the policy's finish count at that prediction
         self.rank = math.inf
         self.epoch = -1
         self.decode_seconds = 0.0      # S_i: seconds of its non-prefill rounds
@@ -123,8 +131,12 @@ class GittinsPolicy(BasePolicy):
             history, quantiles=cfg.quantiles, pseudo_weight=cfg.pseudo_weight,
             history_weight=cfg.history_weight, prior_residual_weight=cfg.prior_residual_weight,
             refresh_fraction=cfg.speed_refresh)
+        self._levels = [(k + 0.5) / cfg.quantiles for k in range(cfg.quantiles)]
         self._heap = LazyHeap()                # every unfinished request, key (rank, arrival, seq)
         self._sweep: deque[str] = deque()      # round-robin refresh order
+        self._oldest = LazyHeap()              # every unfinished request, key (arrival, seq)
+        self._latency_sum, self._latency_count = 0.0, 0   # finished requests' latencies
+        self._observed = 0                     # finished requests the predictor learned from
         self._decode_s = 0.0                   # popS
         self._decode_g = 0                     # popG
         self._first_s = 0.0                    # seconds of first (prefill) rounds
@@ -167,19 +179,31 @@ class GittinsPolicy(BasePolicy):
         spec = state.spec
         cap, g = float(spec.max_new_tokens), state.generated
         spt = self.seconds_per_token(state)
-        m = self.calibration.median_scale(state.l_hat)
         top = cap - g
-        remaining = [] if top <= 0 else [d if d < top else top
-                     for d in [m * u - g for u in self.calibration.exp_residuals] if d > 0]
+        if state.support is not None:          # the predictor's quantiles, already <= cap
+            remaining = [x - g for x in state.support if x > g]
+        else:
+            m = self.calibration.median_scale(state.l_hat)
+            remaining = [] if top <= 0 else [d if d < top else top
+                         for d in [m * u - g for u in self.calibration.exp_residuals] if d > 0]
         if not remaining:
             guess = min(max(self.config.tail_fraction * g + 1.0, 1.0), max(cap - g, 1.0))
             return spt * guess
         prefill = self.prefill_per_token() * spec.prompt_tokens if state.rounds == 0 else 0.0
         return gittins_index(prefill, spt, remaining)
 
+    def _predict(self, state: GittinsProgress, l_hat: float | None = None) -> None:
+        """L_hat (given, or asked of the predictor), and the support when the predictor has
+        quantiles (and we are to use them)."""
+        state.l_hat = float(self.predictor.predict(state.spec)) if l_hat is None else l_hat
+        state.predicted_at = self._observed
+        if self.config.predictor_quantiles:
+            support = self.predictor.predict_quantiles(state.spec, self._levels)
+            state.support = sorted(support) if support is not None else None
+
     def _refresh(self, state: GittinsProgress, repredict: bool) -> None:
         if repredict:
-            state.l_hat = float(self.predictor.predict(state.spec))
+            self._predict(state)
         state.rank = self.rank(state)
         state.epoch = self._epoch
         self._heap.push(state.spec.request_id, (state.rank, state.spec.arrival, state.admit_seq))
@@ -189,6 +213,9 @@ class GittinsPolicy(BasePolicy):
         return self._heap.smallest(count)
 
     def pick(self, now: float) -> str | None:
+        starving = self._starving(now)
+        if starving is not None:
+            return starving
         top = self._heap.peek()
         running = self._running
         if top is None or running is None or top == running:
@@ -197,12 +224,25 @@ class GittinsPolicy(BasePolicy):
             return top
         return running
 
+    def _starving(self, now: float) -> str | None:
+        """The oldest request, if it has waited more than `starvation` times the job's mean
+        latency so far (the job's own measure of a normal wait); else None."""
+        factor = self.config.starvation
+        if not factor or not self._latency_count:
+            return None
+        oldest = self._oldest.peek()
+        if oldest is None:
+            return None
+        mean = self._latency_sum / self._latency_count
+        return oldest if now - self._states[oldest].spec.arrival > factor * mean else None
+
     # --- hooks ---------------------------------------------------------------------------
     def _new_state(self, request: RequestSpec) -> GittinsProgress:
         return GittinsProgress(request, self._admit_seq)
 
     def _admitted(self, state: GittinsProgress, now: float) -> None:
         self._refresh(state, repredict=True)
+        self._oldest.push(state.spec.request_id, (state.spec.arrival, state.admit_seq))
         self._sweep.append(state.spec.request_id)
         self._event("admit", state, now, queue=None, l_hat=state.l_hat, rank=state.rank)
 
@@ -221,12 +261,19 @@ class GittinsPolicy(BasePolicy):
             self._new_epoch()
 
     def _progressed(self, state: GittinsProgress, report: RoundReport, now: float) -> None:
-        self._refresh(state, repredict=True)
+        # a prediction changes only when the predictor learned (a finish) or the request's
+        # features arrived; otherwise re-ranking (its speed moved) reuses it
+        changed = report.features is not None or state.predicted_at != self._observed
+        self._refresh(state, repredict=changed)
         self._sweep_some()
         self._settle()
 
     def _finished(self, state: GittinsProgress, report: RoundReport, now: float) -> None:
         self._heap.remove(state.spec.request_id)
+        self._oldest.remove(state.spec.request_id)
+        self._latency_sum += now - state.spec.arrival
+        self._latency_count += 1
+        self._observed += 1
         self.calibration.observe(state.l_hat, state.generated)
         self.predictor.observe(state.spec, state.generated)
         if self._support_moved():
@@ -296,7 +343,7 @@ class GittinsPolicy(BasePolicy):
             done += 1
             l_hat = float(self.predictor.predict(state.spec))
             if state.epoch != self._epoch or _moved(l_hat, state.l_hat, threshold):
-                state.l_hat = l_hat
+                self._predict(state, l_hat)
                 self._refresh(state, repredict=False)
 
     # --- explanation ---------------------------------------------------------------------

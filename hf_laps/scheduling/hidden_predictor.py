@@ -16,8 +16,20 @@ A distribution, for policies that need one: each model keeps its recent out-of-s
 r = y - w . x (computed BEFORE the example updates w, so they measure the error on unseen
 requests), and the q-quantile of the length is
     Q(q) = clip(exp(w . x + quantile_q(r)), 1, max_new_tokens).
-Before a model has `min_residuals` residuals it assumes log-length is uniform on
-[0, log max_new_tokens], i.e. Q(q) = max_new_tokens ** q (it knows nothing but the cap).
+The residuals are kept per stratum s = (has_stop, is_chat) as well as pooled (the pooled ones
+decide when the quantiles are trusted at all), and a request is given its stratum's residuals
+once that has `min_residuals` of them: the errors of different kinds of request differ in shape,
+not only in size. A chat reply with a cap mostly runs to the
+cap (residuals near 0), while a completion with stop strings ends after 2 tokens or after 60
+(residuals of both signs, far from 0); pooled, the chat replies would look uncertain and the
+completions bimodality would be averaged away, and a Gittins index ranks by exactly that shape
+(the chance of finishing within a short quantum).
+Until a stratum has `min_residuals` residuals its requests get a prior instead:
+  * with stop strings: log-length uniform on [0, log max_new_tokens], Q(q) = max_new_tokens ** q
+    (a stop string is set because the reply may end anywhere before the cap);
+  * without: errors N(0, PRIOR_SPREAD^2) in log space around the model's mean (a factor e either
+    way, as the calibration's prior);
+and before the predictor has seen any example, every request gets the log-uniform one.
 
 Training data: `observe` after every finished request (online), and `history`: timing logs of
 earlier jobs whose records carry prompt_tokens, max_new_tokens, output_tokens, optionally
@@ -27,9 +39,12 @@ requests still train the cheap model.
 """
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import warnings
 from collections import deque
+from statistics import NormalDist
 from typing import Iterable, Sequence
 
 from .feature_codec import decode_features
@@ -39,6 +54,8 @@ from .types import RequestSpec
 
 CHEAP_DIM = 5
 RESIDUAL_WINDOW = 1000   # most recent residuals a model keeps for its quantiles
+PRIOR_SPREAD = 1.0       # std of log-length errors assumed before residuals are known
+_NORMAL = NormalDist()
 
 
 class RidgeRLS:
@@ -56,15 +73,18 @@ class RidgeRLS:
         for i in range(dim):
             self.p[i][i] = 1e6 if i == 0 else 1.0 / ridge
         self.count = 0
-        self.residuals: deque[float] = deque(maxlen=RESIDUAL_WINDOW)
+        self.residuals = ResidualWindow()                       # pooled
+        self.strata: dict[tuple[bool, bool], ResidualWindow] = {}
 
     def mean(self, x: Sequence[float]) -> float:
         return sum(wi * xi for wi, xi in zip(self.w, x))
 
-    def update(self, x: Sequence[float], y: float, keep_residual: bool) -> None:
+    def update(self, x: Sequence[float], y: float, keep_residual: bool,
+               stratum: tuple[bool, bool] = (False, False)) -> None:
         err = y - self.mean(x)
         if keep_residual:
-            self.residuals.append(err)
+            self.residuals.add(err)
+            self.strata.setdefault(stratum, ResidualWindow()).add(err)
         p, w = self.p, self.w
         u = [sum(pij * xj for pij, xj in zip(row, x)) for row in p]     # u = P x (P symmetric)
         k = 1.0 / (1.0 + sum(ui * xi for ui, xi in zip(u, x)))
@@ -115,23 +135,31 @@ class HiddenStatePredictor(LengthPredictor):
 
     def predict_quantiles(self, request: RequestSpec, qs: Sequence[float]) -> list[float]:
         """Output-length quantiles (tokens, in [1, max_new_tokens]) for each q in `qs` (0..1)."""
-        if any(not 0.0 <= q <= 1.0 for q in qs):
+        qs = tuple(qs)
+        if qs and not (0.0 <= min(qs) and max(qs) <= 1.0):      # also catches NaN
             raise ValueError(f"quantile levels must be in [0, 1], got {list(qs)}")
+        cap = float(request.max_new_tokens)
         model, x = self._model_for(request)
-        if model is None or len(model.residuals) < self.min_residuals:
-            return [clip_length(float(request.max_new_tokens) ** q, request) for q in qs]
-        mu, ordered = model.mean(x), sorted(model.residuals)
-        return [clip_length(math.exp(min(mu + _quantile(ordered, q), 30.0)), request) for q in qs]
+        own = model.strata.get(stratum(request)) if model is not None else None
+        if own is None or len(own) < self.min_residuals:
+            if model is None or request.has_stop:
+                return list(_log_uniform(cap, qs))
+            factors = _prior_factors(qs)
+        else:
+            factors = own.factors(qs)
+        return _scaled(math.exp(min(model.mean(x), 30.0)), factors, cap, _ascending(qs))
 
     def observe(self, request: RequestSpec, output_tokens: int) -> None:
         y = math.log(max(output_tokens, 1))
         c = cheap_features(request)
-        self.cheap.update(c, y, keep_residual=self.cheap.count >= self.min_residuals)
+        kind = stratum(request)
+        self.cheap.update(c, y, keep_residual=self.cheap.count >= self.min_residuals, stratum=kind)
         z = self._usable(request.features)
         if z is not None:
             if self.full is None:
                 self.full = RidgeRLS(CHEAP_DIM + len(z), self.ridge)
-            self.full.update(c + list(z), y, keep_residual=self.full.count >= self.min_full)
+            self.full.update(c + list(z), y, keep_residual=self.full.count >= self.min_full,
+                             stratum=kind)
 
     def fit(self, examples: Iterable[tuple[RequestSpec, int]]) -> "HiddenStatePredictor":
         """Add (request, output_tokens) examples, in order; returns self."""
@@ -185,6 +213,71 @@ class HiddenStatePredictor(LengthPredictor):
                 self._warned_dim = True
             return None
         return features
+
+
+class ResidualWindow:
+    """The last RESIDUAL_WINDOW residuals, in arrival order (to evict the oldest) and sorted (to
+    read quantiles without sorting per prediction): O(window) per add, O(1) per quantile, and
+    the last set of quantiles asked for is kept until the next add."""
+
+    def __init__(self) -> None:
+        self._fifo: deque[float] = deque()
+        self.ordered: list[float] = []
+        self._cached: tuple[tuple[float, ...], list[float]] | None = None
+
+    def add(self, value: float) -> None:
+        if len(self._fifo) == RESIDUAL_WINDOW:
+            del self.ordered[bisect.bisect_left(self.ordered, self._fifo.popleft())]
+        self._fifo.append(value)
+        bisect.insort(self.ordered, value)
+        self._cached = None
+
+    def factors(self, qs: tuple[float, ...]) -> list[float]:
+        """exp(residual quantile) at levels `qs`, kept until the next add: every request of a
+        stratum shares them, so a policy predicting many requests computes them once."""
+        if self._cached is None or self._cached[0] != qs:
+            self._cached = (qs, [math.exp(_quantile(self.ordered, q)) for q in qs])
+        return self._cached[1]
+
+    def __len__(self) -> int:
+        return len(self._fifo)
+
+    def __iter__(self):
+        return iter(self._fifo)
+
+
+@functools.lru_cache(maxsize=256)
+def _log_uniform(cap: float, qs: tuple[float, ...]) -> tuple[float, ...]:
+    """cap ** q clipped to [1, cap]: log-length uniform on [0, log cap] (cached per cap)."""
+    return tuple(min(max(cap ** q, 1.0), cap) for q in qs)
+
+
+@functools.lru_cache(maxsize=16)
+def _prior_factors(qs: tuple[float, ...]) -> list[float]:
+    """exp(PRIOR_SPREAD * z_q) (cached: a policy asks for the same levels every time)."""
+    return [math.exp(PRIOR_SPREAD * _NORMAL.inv_cdf(min(max(q, 1e-6), 1 - 1e-6))) for q in qs]
+
+
+@functools.lru_cache(maxsize=16)
+def _ascending(qs: tuple[float, ...]) -> bool:
+    return all(a <= b for a, b in zip(qs, qs[1:]))
+
+
+def _scaled(median: float, factors: list[float], cap: float, ascending: bool) -> list[float]:
+    """clip(median * f, 1, cap) for each factor. Factors of ascending levels (the policy's case)
+    ascend too (quantiles are monotone), so they are clipped at both ends by bisection: one
+    multiplication per level."""
+    n = len(factors)
+    if ascending:
+        low = bisect.bisect_left(factors, 1.0 / median)
+        high = max(bisect.bisect_right(factors, cap / median), low)
+        return [1.0] * low + [median * f for f in factors[low:high]] + [cap] * (n - high)
+    return [min(max(median * f, 1.0), cap) for f in factors]
+
+
+def stratum(request: RequestSpec) -> tuple[bool, bool]:
+    """(has_stop, is_chat): the kind of request whose errors share a shape."""
+    return (bool(request.has_stop), bool(request.is_chat))
 
 
 def cheap_features(request: RequestSpec) -> list[float]:

@@ -31,6 +31,12 @@ class LengthPredictor(ABC):
     def observe(self, request: RequestSpec, output_tokens: int) -> None:
         """A request finished with `output_tokens` tokens (default: nothing to learn)."""
 
+    def predict_quantiles(self, request: RequestSpec, qs: Sequence[float]) -> list[float] | None:
+        """Output-length quantiles for each level in `qs`, ascending, in [1, max_new_tokens];
+        None when the predictor has no distribution of its own (the default: a policy that
+        needs one calibrates the point prediction instead)."""
+        return None
+
 
 def clip_length(value: float, request: RequestSpec) -> float:
     """Clip a predicted length to [1, max_new_tokens]."""
