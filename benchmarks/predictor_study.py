@@ -123,7 +123,7 @@ def main() -> None:
         print(f"| {label} | {scores(*cross_validate(data, make, args.folds, args.seed))} |")
     parts = sorted({spec.request_id.split("-")[0] for spec, _ in examples})
     if len(parts) > 1:
-        print(f"\nSpearman within each part (same held-out predictions):\n")
+        print("\nSpearman within each part (same held-out predictions):\n")
         print("| predictor | " + " | ".join(parts) + " |")
         print("|---" * (len(parts) + 1) + "|")
         for label, make, data in rows:
