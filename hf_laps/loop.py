@@ -61,6 +61,8 @@ class _Live:
     parked: bool = False
     kv_bytes: int = 0  # refreshed after each of its rounds (only they change it)
     reserved_bytes: int = 0  # its worst-case KV bytes, held against kv_capacity_bytes
+    has_stop: bool = False   # length-predictor flags of its spec, logged so replays see them too
+    is_chat: bool = False
     rounds: list[RoundRecord] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
 
@@ -179,7 +181,8 @@ class ServingLoop:
             if capacity is not None and self._reserved_bytes() + need > capacity:
                 return  # wait for a running request to finish and free its reservation
             self.held.popleft()
-            live = _Live(submission, admitted=self.now(), admit_seconds=started.seconds, reserved_bytes=need)
+            live = _Live(submission, admitted=self.now(), admit_seconds=started.seconds, reserved_bytes=need,
+                         has_stop=started.spec.has_stop, is_chat=started.spec.is_chat)
             if started.done:  # nothing to generate (budget 0)
                 live.start = live.first_token = self.now()
                 yield self._finish(live)
@@ -311,4 +314,4 @@ class ServingLoop:
             rounds=tuple(live.rounds), preemptions=live.preemptions, switch_seconds=live.switch_seconds,
             admit_seconds=live.admit_seconds, policy=self.policy.name, policy_final=final,
             policy_events=tuple(live.events), metrics=finished.metrics, prompt=sub.text,
-            features=finished.features)
+            features=finished.features, has_stop=live.has_stop, is_chat=live.is_chat)

@@ -9,9 +9,10 @@ takes.
 
 With max_batch_size B > 1 the loop asks for batched rounds (`TraceReplayer.run_batch`): the
 rows play their next recorded rounds together and the cost model prices the one shared forward
-(hf_laps/batch_cost.py). A request's first round runs alone, before the shared forward, as the
-engine does when its prefill hooks the length-prediction features, unless the recording shows
-that first round inside a batch (the packed layout without features).
+(hf_laps/batch_cost.py). A request's first round joins the shared forward when the recording
+shows it inside a batch (the engine's packed layout batches prefills); a first round recorded
+alone (a B = 1 recording, or the padded layout) plays alone at its recorded seconds, because
+nothing in the recording says what its prefill costs inside a batch.
 
     result = simulate(load_traces("job.timing.jsonl"), "laps-sd", max_batch_size=4)
     print(result.summary())

@@ -60,12 +60,12 @@ def batched_records() -> list[TimingRecord]:
 
 def shared_rounds(records):
     """Rows of each batched round, keyed by the shared round's seconds (every row of one forward
-    reports the same measured seconds), with the row's round index."""
+    reports the same measured seconds), with the row's round index and its request's record."""
     groups = defaultdict(list)
     for record in records:
         for k, r in enumerate(record.rounds):
             if r.batch_size > 1:
-                groups[(r.seconds, r.draft_seconds)].append((k, r))
+                groups[(r.seconds, r.draft_seconds)].append((k, r, record))
     return list(groups.values())
 
 
@@ -73,12 +73,13 @@ def test_the_engine_records_the_batch_of_every_shared_round(batched_records):
     groups = shared_rounds(batched_records)
     assert groups and any(len(rows) == 3 for rows in groups)
     for rows in groups:
-        assert {r.batch_size for _, r in rows} == {len(rows)}
-        # a row that ran before feeds its last bonus token plus its drafts
-        assert {r.batch_tokens for _, r in rows} == {sum(1 + r.drafted for _, r in rows)}
-        assert all(k > 0 for k, _ in rows)   # first rounds prefill alone (the features hook)
-    # first rounds ran alone: written as batch-1 rounds
-    assert all(not record.rounds[0].batched for record in batched_records)
+        assert {r.batch_size for _, r, _ in rows} == {len(rows)}
+        # a first round feeds its whole prompt (the packed layout batches prefills), a later
+        # one its last bonus token; both then their drafts
+        fed = sum((record.prompt_tokens if k == 0 else 1) + r.drafted for k, r, record in rows)
+        assert {r.batch_tokens for _, r, _ in rows} == {fed}
+    # the first rounds joined the batch: 5 requests, 3 rows per round, arriving together
+    assert sum(record.rounds[0].batched for record in batched_records) >= 3
 
 
 # ---- step 2: the batched round's cost ---------------------------------------------------------

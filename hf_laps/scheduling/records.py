@@ -103,6 +103,8 @@ class TimingRecord:
     metrics: dict = field(default_factory=dict)
     prompt: str | None = None
     features: dict | None = None        # the length predictor's hidden-state features (codec)
+    has_stop: bool = False              # the request had stop strings (a length-predictor feature)
+    is_chat: bool = False               # its prompt went through a chat template (one too)
 
     @property
     def latency(self) -> float | None:
@@ -154,6 +156,8 @@ class TimingRecord:
                 values[name] = record[name]
         if isinstance(record.get("features"), dict):
             values["features"] = record["features"]
+        for name in ("has_stop", "is_chat"):
+            values[name] = record.get(name) is True
         return cls(**values)
 
 

@@ -31,6 +31,8 @@ class Trace:
     admitted: float | None = None     # recorded admission time: the order of ties in arrival
     finish_reason: str | None = None
     features: dict | None = None      # the length predictor's features, as logged
+    has_stop: bool = False            # the request had stop strings (logged)
+    is_chat: bool = False             # its prompt was chat-templated (logged)
 
     def __post_init__(self) -> None:
         if not self.rounds:
@@ -43,7 +45,7 @@ class Trace:
                    output_tokens=record.output_tokens, rounds=record.rounds, prompt=record.prompt,
                    admit_seconds=record.admit_seconds, admitted=record.admitted,
                    finish_reason=record.finish_reason,
-                   features=record.features)
+                   features=record.features, has_stop=record.has_stop, is_chat=record.is_chat)
 
     @property
     def service_seconds(self) -> float:
@@ -54,7 +56,7 @@ class Trace:
         """The RequestSpec a driver admits, truth included (for oracle policies / predictors)."""
         return RequestSpec(self.custom_id, self.arrival, self.prompt_tokens, self.max_new_tokens,
                            prompt=self.prompt, true_output_tokens=self.output_tokens,
-                           true_service_seconds=self.service_seconds)
+                           true_service_seconds=self.service_seconds, has_stop=self.has_stop, is_chat=self.is_chat)
 
     def with_arrival(self, arrival: float) -> "Trace":
         return replace(self, arrival=arrival)
@@ -65,6 +67,7 @@ class Trace:
                "output_tokens": self.output_tokens, "rounds": [r.to_json() for r in self.rounds]}
         if self.prompt is not None:
             out["prompt"] = self.prompt
+        out |= {name: True for name in ("has_stop", "is_chat") if getattr(self, name)}
         return out
 
 
@@ -81,7 +84,8 @@ def load_length_examples(path_or_paths: PathLike | Iterable[PathLike]
                          ) -> list[tuple[RequestSpec, int]]:
     """(request, output_tokens) pairs from timing logs, for fitting a length predictor."""
     return [(RequestSpec(request_id=r.custom_id, arrival=0.0, prompt_tokens=r.prompt_tokens,
-                         max_new_tokens=r.max_new_tokens, prompt=r.prompt), r.output_tokens)
+                         max_new_tokens=r.max_new_tokens, prompt=r.prompt, has_stop=r.has_stop,
+                         is_chat=r.is_chat), r.output_tokens)
             for r in read_timing_log(path_or_paths) if r.max_new_tokens >= 1]
 
 
