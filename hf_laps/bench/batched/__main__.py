@@ -62,8 +62,11 @@ def load_models(args):
     from hf_laps.models import load_causal_lm, load_tokenizer, resolve_source
 
     source = resolve_source(args.model)
-    model, tokenizer = load_causal_lm(source, args.device, args.dtype), load_tokenizer(source)
-    draft = load_causal_lm(resolve_source(args.assistant), args.device, args.dtype) if args.assistant else None
+    # threads=: the loader would otherwise pick its own count from the machine's idle cores
+    model = load_causal_lm(source, args.device, args.dtype, threads=args.threads)
+    tokenizer = load_tokenizer(source)
+    draft = (load_causal_lm(resolve_source(args.assistant), args.device, args.dtype, threads=args.threads)
+             if args.assistant else None)
     return model, draft, tokenizer
 
 
@@ -160,7 +163,6 @@ def bench(args, model, draft, tokenizer, log=print) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     model, draft, tokenizer = load_models(args)
     bench(args, model, draft, tokenizer, log=lambda text: print(text, flush=True))
 
