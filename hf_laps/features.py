@@ -126,23 +126,20 @@ class PrefillFeatures:
     @contextmanager
     def capture(self, position: int, feed_len: int) -> Iterator[_Capture]:
         """Hook one forward whose input has `feed_len` tokens; read `position` of it."""
-        captured = _Capture(position, feed_len)
-        handles = [
-            self.middle.register_forward_hook(lambda m, a, out: captured.take("mid", _tensor(out))),
-            self.head.register_forward_pre_hook(lambda m, args: captured.take("final", args[0])),
-        ]
-        try:
+        with self._hooked(_Capture(position, feed_len)) as captured:
             yield captured
-        finally:
-            for handle in handles:
-                handle.remove()
 
     @contextmanager
     def capture_rows(self, mid_index: list[int], final_index: list[int]) -> Iterator[_RowsCapture]:
         """Hook one batched forward (batch dimension 1, several requests packed in its sequence):
         request r's last prompt token is position `mid_index[r]` of the decoder layer's output
         and position `final_index[r]` of the LM head's input (which sees only the kept logits)."""
-        captured = _RowsCapture(mid_index, final_index)
+        with self._hooked(_RowsCapture(mid_index, final_index)) as captured:
+            yield captured
+
+    @contextmanager
+    def _hooked(self, captured):
+        """`captured` takes the middle layer's output and the LM head's input while the hooks live."""
         handles = [
             self.middle.register_forward_hook(lambda m, a, out: captured.take("mid", _tensor(out))),
             self.head.register_forward_pre_hook(lambda m, args: captured.take("final", args[0])),

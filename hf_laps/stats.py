@@ -40,3 +40,16 @@ def latency_summary(latencies: Sequence[float], prefix: str = "latency") -> dict
         f"{prefix}_p90": percentile(latencies, 90),
         f"{prefix}_p99": percentile(latencies, 99),
     }
+
+
+def finite_json(value):
+    """`value` with every NaN / inf float replaced by None, through dicts, lists and tuples: what
+    strict JSON (allow_nan=False) can write. NaN is "no data" (a summary with no cell), inf a
+    config's "never"; both read back as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value

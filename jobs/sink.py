@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import errno as errno_codes
 import json
-import math
 import os
-from typing import Any
 
 from hf_laps.jobs.records import record_key
+from hf_laps.stats import finite_json
 
 try:  # POSIX only; elsewhere two writers are not detected
     import fcntl
@@ -177,24 +176,14 @@ def encode_record(record: dict) -> bytes:
     except ValueError as e:
         if "Circular" in str(e):
             raise
-        text = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(finite_json(record), ensure_ascii=False, allow_nan=False)
     for char, escaped in _LINE_BREAKS.items():
         if char in text:
             text = text.replace(char, escaped)
     try:
         return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:  # an unpaired surrogate: \u-escape everything, still exact
-        return (json.dumps(_finite(record), ensure_ascii=True, allow_nan=False) + "\n").encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return (json.dumps(finite_json(record), ensure_ascii=True, allow_nan=False) + "\n").encode()
 
 
 def _cut_torn_tail(fd: int, chunk: int = 1 << 16) -> int:

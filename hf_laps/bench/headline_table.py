@@ -12,6 +12,8 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
+from hf_laps.stats import finite_json
+
 from .headline import HeadlineResult, Row
 
 GOAL_POISSON, GOAL_BURST, GOAL_SRPT, GOAL_P99 = 0.85, 1.00, 1.15, 1.5
@@ -105,17 +107,5 @@ def headline_json(result: HeadlineResult) -> dict:
     """Every number: config, recordings, cells (rows) and summaries with their goals."""
     cfg = asdict(result.config)
     cfg["scheduler"] = result.config.scheduler.as_dict()
-    return _finite({"config": cfg, "recordings": result.recordings, "cells": [asdict(r) for r in result.rows],
+    return finite_json({"config": cfg, "recordings": result.recordings, "cells": [asdict(r) for r in result.rows],
                     "summary": [asdict(s) | {"goals": s.goals()} for s in summarize(result)]})
-
-
-def _finite(value):
-    """NaN (a summary with no burst or no Poisson cell) and inf (a config's "never") as null:
-    strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
