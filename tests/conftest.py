@@ -36,3 +36,19 @@ def tiny_model_dir(tmp_path_factory):
     from tests.model_dirs import save_tiny_model_dir
 
     return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
+
+
+# the tiny models most engine tests share (module scope: built once per test module; a module
+# defines its own `target` / `draft` to use others)
+@pytest.fixture(scope="module")
+def target():
+    from tests.tiny_models import tiny_target
+
+    return tiny_target()
+
+
+@pytest.fixture(scope="module")
+def draft(target):
+    from tests.tiny_models import noisy_draft
+
+    return noisy_draft(target, noise=0.3)

@@ -8,12 +8,7 @@ from transformers import BatchEncoding, GenerationConfig
 from hf_laps import LapsGenerator
 from hf_laps.inputs import generation_options, normalise_prompts
 from tests import hf_reference as ref
-from tests.tiny_models import prompts, tiny_target
-
-
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
+from tests.tiny_models import prompts
 
 
 @pytest.fixture(scope="module")

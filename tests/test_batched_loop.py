@@ -12,12 +12,7 @@ from hf_laps.loop import ServingLoop
 from hf_laps.scheduling import make_policy, make_predictor
 from tests import hf_reference as ref
 from tests.test_cli_run import EXAMPLES, hf_laps
-from tests.tiny_models import noisy_draft, prompts, tiny_target
-
-
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
+from tests.tiny_models import noisy_draft, prompts
 
 
 def budgets(count):

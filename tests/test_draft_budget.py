@@ -12,7 +12,7 @@ from hf_laps import EngineConfig, SpeculativeEngine
 from hf_laps.batched import BatchedRound
 from hf_laps.draft_budget import PRIOR_LINE, AcceptanceTally, CostLine, draft_lengths, prior_line, tally_of
 from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts, tiny_target
+from tests.tiny_models import noisy_draft, prompts
 
 
 def throughput(alphas, lengths, base_tokens, line) -> float:
@@ -73,11 +73,6 @@ def test_acceptance_tally_estimates_and_forgets():
     assert tally.alpha == pytest.approx(0.5, abs=0.05)
     runtime = {}
     assert tally_of(runtime) is tally_of(runtime)
-
-
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
 
 
 @pytest.mark.parametrize("drafting", ["prompt-lookup", "draft-model"])

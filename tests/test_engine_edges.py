@@ -9,14 +9,9 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from hf_laps import EngineConfig, SpeculativeEngine
 from hf_laps.engine import ContextWindowExceeded
 from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts, tiny_target
+from tests.tiny_models import noisy_draft, prompts
 
 N = 4
-
-
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
 
 
 @pytest.fixture(scope="module")

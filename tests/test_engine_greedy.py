@@ -12,20 +12,10 @@ import pytest
 
 from hf_laps import EngineConfig, SpeculativeEngine
 from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts, tiny_target
+from tests.tiny_models import prompts
 
 N = 4
 NEW_TOKENS = 40
-
-
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
-
-
-@pytest.fixture(scope="module")
-def draft(target):
-    return noisy_draft(target, noise=0.3)
 
 
 def make_engine(target, draft, kind):

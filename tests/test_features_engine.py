@@ -7,11 +7,6 @@ from hf_laps.features import FeatureConfig, PrefillFeatures
 from tests.tiny_models import noisy_draft, prompts, tiny_target
 
 
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
-
-
 def run(engine, prompt, new_tokens=30):
     state = engine.start(prompt, max_new_tokens=new_tokens)
     results = []

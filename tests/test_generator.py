@@ -5,12 +5,7 @@ import pytest
 
 from hf_laps import EngineConfig, LapsGenerator
 from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts, tiny_target
-
-
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
+from tests.tiny_models import noisy_draft, prompts
 
 
 @pytest.mark.parametrize("policy", ["fcfs", "las", "lp-sjf", "laps-sd"])

@@ -20,7 +20,7 @@ from hf_laps.replay import TraceReplayer
 from hf_laps.scheduling import RoundRecord, Trace, make_policy
 from tests import hf_reference as ref
 from tests.test_cli_run import hf_laps
-from tests.tiny_models import noisy_draft, prompts, tiny_target
+from tests.tiny_models import noisy_draft, prompts
 
 PROMPT, BUDGET = 10, 20          # every small request reserves 30 tokens (the recorded cost: 1 byte each)
 
@@ -83,11 +83,6 @@ def test_capacity_needs_the_per_token_figure_and_a_sane_value():
 
 
 # ---- tiny models ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
-
-
 def test_engine_bytes_per_token_match_the_caches(target):
     # 2 (K, V) x 2 layers x 2 KV heads x 16 head dim x 4 bytes (fp32)
     assert model_kv_bytes_per_token(target) == 512

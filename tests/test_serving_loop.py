@@ -10,12 +10,7 @@ from hf_laps.engine_executor import EngineExecutor
 from hf_laps.executor import Submission
 from hf_laps.loop import ServingLoop
 from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts, tiny_target
-
-
-@pytest.fixture(scope="module")
-def target():
-    return tiny_target()
+from tests.tiny_models import noisy_draft, prompts
 
 
 @pytest.fixture(scope="module")
