@@ -33,14 +33,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from hf_laps.replay import ParametricCost, simulate
-from hf_laps.scheduling import SchedulerConfig, load_traces, make_policy, make_predictor
-from hf_laps.scheduling.gittins import GittinsConfig, GittinsPolicy
-from hf_laps.scheduling.learned import LearnedPredictor
-from hf_laps.scheduling.records import RoundRecord
-from hf_laps.scheduling.srpt_oracle import SRPTOraclePolicy
-from hf_laps.scheduling.stability import StabilityTest
-from hf_laps.scheduling.traces import Trace
+from hf_laps.replay.replayer import ParametricCost, simulate
+from hf_laps.scheduling import SchedulerConfig, make_policy, make_predictor
+from hf_laps.replay.traces import load_traces
+from hf_laps.scheduling.policies.gittins import GittinsConfig, GittinsPolicy
+from hf_laps.scheduling.predictors.learned import LearnedPredictor
+from hf_laps.timing_log import RoundRecord
+from hf_laps.scheduling.policies.srpt_oracle import SRPTOraclePolicy
+from hf_laps.scheduling.policies.stability import StabilityTest
+from hf_laps.replay.traces import Trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gittins_study import geomean, scenarios  # noqa: E402  (bursts 10 / N x 3 shuffles, Poisson x 3 seeds)

@@ -8,7 +8,7 @@ load of a shared machine hits both alike. Under greedy both compute the same rou
 
     ratio = shared round seconds / max(rows' batch-1 round seconds)
 
-whose median per B is what `hf_laps.batch_cost.BATCH_RATIOS` holds (the fallback of a replay
+whose median per B is what `hf_laps.replay.batch_cost.BATCH_RATIOS` holds (the fallback of a replay
 without batched recordings); g fits ratio = 1 + g (B - 1) through the origin, as a summary.
 Seconds are the rounds' own (what the timing log records), not the state copies.
 
@@ -22,9 +22,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from hf_laps.batched import BatchedRound
-from hf_laps.engine import SpeculativeEngine
-from hf_laps.models import embedded_source, load_causal_lm, load_tokenizer
+from hf_laps.engine.batched_round import BatchedRound
+from hf_laps.engine.speculative import SpeculativeEngine
+from hf_laps.models.loading import embedded_source, load_causal_lm, load_tokenizer
 
 
 def read_prompts(path: str, count: int) -> list[str]:

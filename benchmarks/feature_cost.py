@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from hf_laps.engine import SpeculativeEngine
-from hf_laps.models import embedded_source, load_causal_lm, load_tokenizer
+from hf_laps.engine.speculative import SpeculativeEngine
+from hf_laps.models.loading import embedded_source, load_causal_lm, load_tokenizer
 
 
 def prefill_seconds(engine: SpeculativeEngine, ids: list[int]) -> float:

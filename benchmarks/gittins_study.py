@@ -38,13 +38,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from hf_laps.replay import simulate
-from hf_laps.scheduling import (LearnedPredictor, SchedulerConfig, load_traces, make_policy,
-                                make_predictor)
-from hf_laps.scheduling.feature_codec import decode_features
-from hf_laps.scheduling.gittins import GittinsConfig, GittinsPolicy
-from hf_laps.scheduling.hidden_predictor import HiddenStatePredictor
-from hf_laps.scheduling.predictors import LengthPredictor
+from hf_laps.replay.replayer import simulate
+from hf_laps.scheduling import LearnedPredictor, SchedulerConfig, make_policy, make_predictor
+from hf_laps.replay.traces import load_traces
+from hf_laps.scheduling.predictors.feature_codec import decode_features
+from hf_laps.scheduling.policies.gittins import GittinsConfig, GittinsPolicy
+from hf_laps.scheduling.predictors.hidden import HiddenStatePredictor
+from hf_laps.scheduling.predictors.base import LengthPredictor
 from hf_laps.scheduling.types import RequestSpec
 from hf_laps.stats import percentile
 from hf_laps.workloads import poisson_arrivals

@@ -15,7 +15,7 @@
 #   DEVICE=cuda DTYPE=bfloat16 SCALE=paper (tiny: toy shapes, for the CPU test) RANDOM=0 (1: skip the hub)
 #   ALLOW_CPU=0 (1: run without a GPU, for the test) PART=all (batched: only the batched table)
 #   BATCHED_LIMIT=12 BATCHED_SCALE=0.25 (requests of the natural workload, x their max_tokens)
-#   BATCHED_TIMEOUT=420 BATCHED_DTYPE=float16 BATCHED_ARGS="" (more options of hf_laps.bench.batched)
+#   BATCHED_TIMEOUT=420 BATCHED_DTYPE=float16 BATCHED_ARGS="" (more options of benchmarks.batched)
 # Needs ~16 GB of GPU memory for the 7B target in bf16 and ~30 GB of disk for the random weights.
 set -euo pipefail
 OUT=${1:-gpu-bench}
@@ -69,7 +69,7 @@ else
 fi
 
 echo "== engine benchmark: seconds per token, ours vs transformers generate(assistant_model=...)"
-python -m hf_laps.bench.engine --pair hub --model "$TARGET" --assistant "$DRAFT" --device "$DEVICE" --dtype "$DTYPE" \
+python -m benchmarks.engine_bench --pair hub --model "$TARGET" --assistant "$DRAFT" --device "$DEVICE" --dtype "$DTYPE" \
   -n "$NUM_ASSISTANT_TOKENS" --max-new-tokens "$MAX_TOKENS" --repeats "${ENGINE_REPEATS:-3}"
 
 echo "== workload: $WORKLOAD, $N requests, max_tokens $MAX_TOKENS"

@@ -34,7 +34,7 @@ import re
 from pathlib import Path
 
 from hf_laps import workloads
-from hf_laps.models import embedded_source, load_tokenizer
+from hf_laps.models.loading import embedded_source, load_tokenizer
 
 DATA = Path(__file__).parent / "data"
 DEFAULT_OUT = {"sharegpt-ref": DATA / "sharegpt-ref.jsonl", "reference": DATA / "reference.jsonl"}

@@ -5,7 +5,7 @@
     python benchmarks/paper_pair.py round-times TIMING_LOG [TIMING_LOG ...]
         -> per-round draft / verify seconds (medians), switch seconds per resume
     python benchmarks/paper_pair.py batched [--scale paper|tiny] [--device cuda] [--dtype float16] [BENCH OPTIONS]
-        -> the batched-rounds table (hf_laps.bench.batched) on the random-weight pair built in
+        -> the batched-rounds table (benchmarks.batched) on the random-weight pair built in
            memory (nothing written to disk); BENCH OPTIONS are that benchmark's (--limit, --sizes, ...)
 
 `models` first tries the real weights (meta-llama/Llama-2-7b-hf, JackFram/llama-68m) from the
@@ -92,7 +92,7 @@ def models(args) -> None:
     pair = None if args.scale == "tiny" or args.random else real_pair(out)
     source = "real"
     if pair is None:
-        from hf_laps.models import embedded_source, load_tokenizer
+        from hf_laps.models.loading import embedded_source, load_tokenizer
 
         tokenizer = load_tokenizer(embedded_source())
         shapes = SHAPES[args.scale]
@@ -124,8 +124,8 @@ def batched(args, bench_argv: list[str]) -> None:
     """The batched benchmark on the random-weight pair of `args.scale`, built in memory. Random
     weights never meet EOS early, so every request runs to its cap (`--lengths cap`)."""
     import torch
-    from hf_laps.bench.batched.__main__ import bench, parse_args
-    from hf_laps.models import embedded_source, load_tokenizer
+    from benchmarks.batched.__main__ import bench, parse_args
+    from hf_laps.models.loading import embedded_source, load_tokenizer
 
     options = parse_args(bench_argv + ["--device", args.device, "--lengths", "cap"])
     torch.set_num_threads(options.threads)

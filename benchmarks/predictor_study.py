@@ -9,7 +9,7 @@ and cut into k folds; each predictor is trained on k-1 folds (in file order, as 
 would) and predicts the held-out fold without learning from it. Reported over all held-out
 predictions pooled: Spearman rank correlation with the true length, MAPE (%) and the median
 |log(predicted / true)|. With --layers it also scores the hidden predictor on every single
-layer and on each layer + the final one (the study behind hf_laps.features' layer choice). When ids
+layer and on each layer + the final one (the study behind hf_laps.engine.features' layer choice). When ids
 carry a part prefix ("qa-", "code-", ...) it also gives the Spearman within each part.
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from hf_laps.scheduling.feature_codec import decode_features
-from hf_laps.scheduling.hidden_predictor import HiddenStatePredictor
-from hf_laps.scheduling.learned import LearnedPredictor
-from hf_laps.scheduling.predictors import mape
+from hf_laps.scheduling.predictors.feature_codec import decode_features
+from hf_laps.scheduling.predictors.hidden import HiddenStatePredictor
+from hf_laps.scheduling.predictors.learned import LearnedPredictor
+from hf_laps.scheduling.predictors.base import mape
 from hf_laps.scheduling.types import RequestSpec
 from hf_laps.stats import percentile
 

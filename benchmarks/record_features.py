@@ -8,11 +8,11 @@ time, and writes one JSON line per request:
      "finish_reason", "has_stop", "is_chat", "prompt", "features": {codec blob},
      "rounds": [[drafted, accepted, seconds, draft_seconds], ...]}
 
-which is a timing log as far as `hf_laps.scheduling.traces` and the `hidden` predictor's
+which is a timing log as far as `hf_laps.replay.traces` and the `hidden` predictor's
 history are concerned. With `--layers PATH` it also writes, per request, the projected
 last-prompt-token state of EVERY layer (embedding output, each decoder layer; the last is the
 LM head's input), from one extra forward with output_hidden_states=True: the layer study that
-chose hf_laps.features.DEFAULT_LAYER_FRACTION. Lines already in the output are skipped, so an
+chose hf_laps.engine.features.DEFAULT_LAYER_FRACTION. Lines already in the output are skipped, so an
 interrupted run resumes. With `--prefill-only` nothing is generated: each job line carries
 "reference_tokens" (a dataset reply's length, the serving-benchmark convention) and only the
 prefill runs, for a large, cheap study of how well the features predict someone else's length.
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from hf_laps.engine import SpeculativeEngine
-from hf_laps.features import projection_matrix
-from hf_laps.models import embedded_source, load_causal_lm, load_tokenizer
-from hf_laps.scheduling.feature_codec import encode_features
+from hf_laps.engine.speculative import SpeculativeEngine
+from hf_laps.engine.features import projection_matrix
+from hf_laps.models.loading import embedded_source, load_causal_lm, load_tokenizer
+from hf_laps.scheduling.predictors.feature_codec import encode_features
 
 HIDDEN_CAP = 4096   # --prefill-only: the cap every request shows the predictor (carries nothing)
 

@@ -5,7 +5,7 @@
 
 (1) Fidelity: the batched recording `--fit` (a real `hf-laps run --max-batch-size B`) replayed
     at its own B under its own policy, with the batched cost fitted on its own rounds
-    (`RecordedCost`: hf_laps.batch_cost.fit_batch_cost), against its real mean latency.
+    (`RecordedCost`: hf_laps.replay.batch_cost.fit_batch_cost), against its real mean latency.
 (2) The table: every policy on the batch-1 recording LOG at B = 1, 2, 4, 8, a burst (every
     request at t = 0) and Poisson arrivals at utilisation 0.7 (rate = 0.7 / mean service
     seconds; arrival seeds 0-2 averaged). A batched round costs the fit's growth applied at the
@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from hf_laps.batch_cost import BatchFactor, RelativeBatchCost, batched_rounds, fit_batch_cost
-from hf_laps.replay import RecordedCost, simulate
-from hf_laps.scheduling import POLICY_NAMES, load_traces, make_policy, make_predictor, policy_entry
-from hf_laps.scheduling.records import read_timing_log
+from hf_laps.replay.batch_cost import BatchFactor, RelativeBatchCost, batched_rounds, fit_batch_cost
+from hf_laps.replay.replayer import RecordedCost, simulate
+from hf_laps.scheduling import POLICY_NAMES, make_policy, make_predictor, policy_entry
+from hf_laps.replay.traces import load_traces
+from hf_laps.timing_log import read_timing_log
 from hf_laps.stats import mean
 from hf_laps.workloads import poisson_arrivals
 

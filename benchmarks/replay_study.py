@@ -16,9 +16,9 @@ from __future__ import annotations
 import statistics
 import sys
 
-from hf_laps.replay import linear_switch_cost, simulate
-from hf_laps.scheduling import (LearnedPredictor, SchedulerConfig, load_traces, make_policy, make_predictor,
-                                policy_entry)
+from hf_laps.replay.replayer import linear_switch_cost, simulate
+from hf_laps.scheduling import LearnedPredictor, SchedulerConfig, make_policy, make_predictor, policy_entry
+from hf_laps.replay.traces import load_traces
 from hf_laps.workloads import poisson_arrivals
 
 POLICIES = ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd")

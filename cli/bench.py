@@ -6,7 +6,7 @@ import sys
 import click
 
 from hf_laps.cli.options import config_from_options, dataclass_options, model_options, predictor_options
-from hf_laps.engine_config import EngineConfig
+from hf_laps.engine.config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig
 
 
@@ -79,7 +79,7 @@ def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poiss
         click.echo("error: give INPUT (a job file) or --replay REC (a recording to replay)", err=True)
         sys.exit(2)
     from hf_laps.jobs.bench import BenchConfig, format_bench_table, run_bench, write_json
-    from hf_laps.models import ModelLoadError
+    from hf_laps.models.loading import ModelLoadError
 
     scheduler_options = dict(options)   # before options gains the engine config
     try:
@@ -100,7 +100,7 @@ def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poiss
         sys.exit(2)
     click.echo(format_bench_table(result))
     if with_headline:
-        from hf_laps.bench.headline_table import format_headline, headline_json
+        from hf_laps.replay.headline_table import format_headline, headline_json
 
         table = _run_headline([result["record"]], headline_options, scheduler_options)
         click.echo("\n" + format_headline(table, cells=cells))
@@ -118,7 +118,7 @@ def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poiss
 
 
 def _headline_config(opts: dict, options: dict):
-    from hf_laps.bench.headline import HeadlineConfig
+    from hf_laps.replay.headline import HeadlineConfig
 
     chosen = {} if opts["policies"] is None else {
         "policies": tuple(p.strip() for p in opts["policies"].split(",") if p.strip())}
@@ -129,11 +129,11 @@ def _headline_config(opts: dict, options: dict):
 
 
 def _run_headline(replays, opts: dict, options: dict):
-    """The headline result of recordings (hf_laps.bench.headline): pure replay, no model."""
+    """The headline result of recordings (hf_laps.replay.headline): pure replay, no model."""
     from pathlib import Path
 
-    from hf_laps.bench.headline import run_headline
-    from hf_laps.bench.headline_scenarios import HIDDEN_CAP, load_recording
+    from hf_laps.replay.headline import run_headline
+    from hf_laps.replay.scenarios import HIDDEN_CAP, load_recording
 
     config = _headline_config(opts, options)
     recordings = {}
@@ -148,7 +148,7 @@ def _headline(replays, opts: dict, options: dict) -> int:
     """--replay: print the headline table (and write its JSON); the exit code."""
     import json
 
-    from hf_laps.bench.headline_table import format_headline, headline_json
+    from hf_laps.replay.headline_table import format_headline, headline_json
 
     try:
         result = _run_headline(replays, opts, options)

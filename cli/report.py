@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from hf_laps.cli.plots import plot_report
-from hf_laps.scheduling.records import read_timing_log as records_of
+from hf_laps.timing_log import read_timing_log as records_of
 
 
 def read_timing_log(path: str) -> list[dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from hf_laps.models import EMBEDDED_NAME, ModelLoadError, embedded_source
+from hf_laps.models.loading import EMBEDDED_NAME, ModelLoadError, embedded_source
 
 # huggingface_hub's repo-id rule, loosely: one optional namespace, then the name
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")

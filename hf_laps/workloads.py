@@ -26,8 +26,8 @@ import random
 from pathlib import Path
 from typing import Iterator
 
-from hf_laps.scheduling import synthetic
-from hf_laps.scheduling.records import read_timing_log
+from hf_laps.replay import synthetic
+from hf_laps.timing_log import read_timing_log
 
 WORKLOADS = ("chat", "code", "writing", "mixed")
 # workload -> (module to locate, pip requirement)

@@ -27,11 +27,12 @@ from pathlib import Path
 from hf_laps.jobs.requests import load_requests
 from hf_laps.jobs.runner import JobConfig, build_generator, run_job
 from hf_laps.jobs.summary import summarize
-from hf_laps.bench.headline import BASELINES, REFERENCE
-from hf_laps.replay import ParametricCost, simulate
-from hf_laps.scheduling import (LearnedPredictor, Policy, SchedulerConfig, baseline_names, load_length_examples,
-                                load_traces, make_policy, make_predictor, mape, policy_entry, policy_names,
-                                read_timing_log)
+from hf_laps.replay.headline import BASELINES, REFERENCE
+from hf_laps.replay.replayer import ParametricCost, simulate
+from hf_laps.scheduling import (LearnedPredictor, Policy, SchedulerConfig, baseline_names, make_policy, make_predictor, mape, policy_entry, policy_names)
+from hf_laps.replay.traces import load_traces
+from hf_laps.scheduling.predictors.base import load_length_examples
+from hf_laps.timing_log import read_timing_log
 
 
 
@@ -253,7 +254,7 @@ def headline(result: dict) -> dict:
     """laps-sd / best baseline, laps-sd / srpt-oracle, share of the fcfs -> srpt-oracle gap closed;
     and under "beyond", every policy that is neither a baseline nor laps-sd nor srpt-oracle (the
     policies beyond the paper) against the best of the baselines AND laps-sd, as the headline
-    table (hf_laps.bench.headline) compares them."""
+    table (hf_laps.replay.headline) compares them."""
     out = {}
     for source in ("real", "replay"):
         means = {name: row["latency_mean"] for name, row in result[source].items()}

@@ -28,7 +28,7 @@ from typing import Iterator
 from hf_laps.jobs.records import record_key
 from hf_laps.jobs.shard import ShardSpec
 from hf_laps.jobs.summary import summarize
-from hf_laps.scheduling.records import read_timing_log
+from hf_laps.timing_log import read_timing_log
 
 
 class MergeError(RuntimeError):

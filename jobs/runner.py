@@ -33,9 +33,9 @@ from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writab
 from hf_laps.jobs.stopping import graceful_stop
 from hf_laps.jobs.summary import summarize
 from hf_laps.preflight import check_device, check_model_location
-from hf_laps.engine_config import EngineConfig
+from hf_laps.engine.config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig, policy_entry
-from hf_laps.scheduling.records import TimingRecord, read_timing_log
+from hf_laps.timing_log import TimingRecord, read_timing_log
 from hf_laps.workloads import poisson_arrivals
 
 ORACLE_PREDICTORS = ("oracle", "noisy-oracle")
@@ -219,7 +219,7 @@ def _previous_errors(config, skipped_ids: set[str]) -> int:
 
 
 def build_generator(config: JobConfig):
-    from hf_laps.generator import LapsGenerator
+    from hf_laps.serving.generator import LapsGenerator
 
     options = {}
     if config.predictor == "noisy-oracle":
@@ -312,7 +312,7 @@ def _submission(config, generator, request: JobRequest, truth: dict):
 
 def _check_fits(engine, prompt, max_tokens: int) -> None:
     """A 400 on `max_tokens` when prompt + max_tokens exceeds the model's context window."""
-    from hf_laps.engine import ContextWindowExceeded
+    from hf_laps.engine.config import ContextWindowExceeded
 
     try:
         engine.check_fits(engine.prompt_length(prompt), max_tokens)

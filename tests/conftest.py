@@ -4,7 +4,9 @@ tests/test_jobs_*.py) must run in an environment without torch.
 import atexit
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,29 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, os.cpu_count() or 1))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The suite runs against the installed package. Subprocesses (`python -m hf_laps.cli ...`) must
+# not import a checkout's hf_laps/ from their working folder instead: PYTHONSAFEPATH keeps `-m`
+# from putting the working folder on sys.path.
+os.environ["PYTHONSAFEPATH"] = "1"
+REPO = Path(__file__).resolve().parents[1]
+# benchmarks/ (studies, not shipped) imports as `benchmarks.*`; appended last so that `hf_laps`
+# still resolves to the installed package.
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
+
+def _check_installed() -> None:
+    """Fail early, with the fix, when hf_laps is not installed (the checkout alone lacks
+    hf_laps.jobs / hf_laps.cli, which setup.py installs from the top-level jobs/ and cli/)."""
+    import importlib.util
+
+    if importlib.util.find_spec("hf_laps") is None or importlib.util.find_spec("hf_laps.jobs") is None:
+        pytest.exit("hf_laps is not installed: run `pip install '.[test]'` (or `pip install -e '.[test]'`) "
+                    "first, then `pytest -q tests` (not `python -m pytest`, which imports the checkout)", 2)
+
+
+_check_installed()
 # the converted-GGUF cache of this test session (subprocesses inherit it), never the user's
 _CACHE = tempfile.mkdtemp(prefix="hf-laps-test-cache-")
 os.environ["HF_LAPS_CACHE"] = _CACHE
@@ -24,7 +49,7 @@ atexit.register(shutil.rmtree, _CACHE, True)
 @pytest.fixture(scope="session")
 def smollm2():
     """(model, tokenizer) of the real embedded default, loaded once per test session."""
-    from hf_laps.models import embedded_source, load_causal_lm, load_tokenizer
+    from hf_laps.models.loading import embedded_source, load_causal_lm, load_tokenizer
 
     source = embedded_source()
     return load_causal_lm(source, "cpu", "float32"), load_tokenizer(source)
@@ -33,7 +58,7 @@ def smollm2():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A directory `hf-laps run --model DIR` can load: tiny random Llama + SmolLM2 tokenizer."""
-    from tests.model_dirs import save_tiny_model_dir
+    from model_dirs import save_tiny_model_dir
 
     return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
 
@@ -42,13 +67,13 @@ def tiny_model_dir(tmp_path_factory):
 # defines its own `target` / `draft` to use others)
 @pytest.fixture(scope="module")
 def target():
-    from tests.tiny_models import tiny_target
+    from tiny_models import tiny_target
 
     return tiny_target()
 
 
 @pytest.fixture(scope="module")
 def draft(target):
-    from tests.tiny_models import noisy_draft
+    from tiny_models import noisy_draft
 
     return noisy_draft(target, noise=0.3)

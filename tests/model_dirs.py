@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hf_laps.models import embedded_source, load_tokenizer
+from hf_laps.models.loading import embedded_source, load_tokenizer
 
 
 def save_tiny_model_dir(path: Path, seed: int = 0, layers: int = 2, embedding_scale: float = 20.0) -> Path:

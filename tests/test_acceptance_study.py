@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_laps.replay import ParametricCost, simulate
-from hf_laps.scheduling import load_traces
+from hf_laps.replay.replayer import ParametricCost, simulate
+from hf_laps.replay.traces import load_traces
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = REPO / "benchmarks" / "data" / "code-30.fcfs.timing.jsonl"

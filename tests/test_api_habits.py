@@ -6,9 +6,9 @@ import torch
 from transformers import BatchEncoding, GenerationConfig
 
 from hf_laps import LapsGenerator
-from hf_laps.inputs import generation_options, normalise_prompts
-from tests import hf_reference as ref
-from tests.tiny_models import prompts
+from hf_laps.serving.inputs import generation_options, normalise_prompts
+import hf_reference as ref
+from tiny_models import prompts
 
 
 @pytest.fixture(scope="module")

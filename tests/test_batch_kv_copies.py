@@ -1,4 +1,4 @@
-"""The batch layouts' copies (`hf_laps.batch_kv`): a request's K/V grow in place inside a buffer
+"""The batch layouts' copies (`hf_laps.engine.batch_kv`): a request's K/V grow in place inside a buffer
 with slack, the batch cache takes the forward's K/V in the room the gather left for them, and
 neither changes a value.
 """
@@ -8,10 +8,10 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from hf_laps import EngineConfig, SpeculativeEngine
-from hf_laps.batch_kv import SLACK, FilledLayer, append_in_place
-from hf_laps.batched import BatchedRound
+from hf_laps.engine.batch_kv import SLACK, FilledLayer, append_in_place
+from hf_laps.engine.batched_round import BatchedRound
 from hf_laps.compat import cache_layers
-from tests.tiny_models import prompts, tiny_target
+from tiny_models import prompts, tiny_target
 
 
 def new_layer(tokens: int) -> DynamicLayer:

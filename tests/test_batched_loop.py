@@ -7,12 +7,12 @@ import pytest
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from hf_laps import EngineConfig, LapsGenerator
-from hf_laps.engine_executor import EngineExecutor
-from hf_laps.loop import ServingLoop
+from hf_laps.serving.engine_executor import EngineExecutor
+from hf_laps.serving.loop import ServingLoop
 from hf_laps.scheduling import make_policy, make_predictor
-from tests import hf_reference as ref
-from tests.test_cli_run import EXAMPLES, hf_laps
-from tests.tiny_models import noisy_draft, prompts
+import hf_reference as ref
+from test_cli_run import EXAMPLES, hf_laps
+from tiny_models import noisy_draft, prompts
 
 
 def budgets(count):

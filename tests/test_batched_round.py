@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from hf_laps import EngineConfig, SpeculativeEngine
-from hf_laps.batched import BatchedRound
-from tests import hf_reference as ref
-from tests.tiny_models import prompts
+from hf_laps.engine.batched_round import BatchedRound
+import hf_reference as ref
+from tiny_models import prompts
 
 N = 4
 NEAR_TIE = 1e-3
@@ -230,9 +230,9 @@ def test_each_row_of_the_batched_forward_sees_only_its_own_tokens(layout):
     """
     from transformers import LlamaForCausalLM
 
-    from hf_laps.batch_kv import LAYOUTS
+    from hf_laps.engine.batch_kv import LAYOUTS
     from hf_laps.compat import cache_kwarg
-    from tests.tiny_models import tiny_config
+    from tiny_models import tiny_config
 
     torch.manual_seed(3)
     model = LlamaForCausalLM(tiny_config()).eval()
@@ -255,7 +255,7 @@ def test_each_row_of_the_batched_forward_sees_only_its_own_tokens(layout):
 @pytest.mark.slow
 def test_embedded_model_batch_equals_plain_greedy_up_to_near_ties(smollm2):
     """SmolLM2-135M (prompt lookup, n = 10), four chat prompts of different lengths in one batch."""
-    from tests.test_engine_real import QUESTIONS, chat
+    from test_engine_real import QUESTIONS, chat
 
     model, tokenizer = smollm2
     engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(draft_length=10))

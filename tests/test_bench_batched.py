@@ -1,4 +1,4 @@
-"""The batched benchmark's helpers (hf_laps.bench.batched): the request subset and its true
+"""The batched benchmark's helpers (benchmarks.batched): the request subset and its true
 lengths, the token counting of each side, the table's rules. Tiny models, no timing assertions."""
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from hf_laps.bench.batched.poisson import interleaved
-from hf_laps.bench.batched.table import Row, default_candidates, ours_throughput, scheduling_gain, summarise
-from hf_laps.bench.batched.workload import (BenchRequest, eligible_lines, history_examples, load_requests,
+from benchmarks.batched.poisson import interleaved
+from benchmarks.batched.table import Row, default_candidates, ours_throughput, scheduling_gain, summarise
+from benchmarks.batched.workload import (BenchRequest, eligible_lines, history_examples, load_requests,
                                             seeded_subset, true_length)
-from hf_laps.engine import EngineConfig, SpeculativeEngine
-from tests.tiny_models import EOS, prompts, tiny_target
+from hf_laps.engine.speculative import EngineConfig, SpeculativeEngine
+from tiny_models import EOS, prompts, tiny_target
 
 
 # ---- the requests ------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ def recording_line(custom_id, prompt, output_tokens, max_tokens=64):
 
 
 def test_load_requests_and_history_keep_the_subset_out_of_the_history(tmp_path):
-    from hf_laps.models import embedded_source, load_tokenizer
+    from hf_laps.models.loading import embedded_source, load_tokenizer
 
     tokenizer = load_tokenizer(embedded_source())
     job = tmp_path / "job.jsonl"
@@ -68,7 +68,7 @@ def test_load_requests_and_history_keep_the_subset_out_of_the_history(tmp_path):
 
 # ---- the sides count the same tokens -------------------------------------------------------------
 def test_counted_tokens_stops_at_eos_and_at_the_request_cap():
-    from hf_laps.bench.batched.sides import counted_tokens
+    from benchmarks.batched.sides import counted_tokens
 
     assert counted_tokens([5, 6, 2, 7], {2}, cap=4) == 3
     assert counted_tokens([5, 6, 7, 2], {2}, cap=2) == 2
@@ -89,7 +89,7 @@ def tiny_bench():
 def test_every_side_generates_the_same_tokens_on_a_tiny_model(tiny_bench, size):
     """Greedy, every side: ours under any policy, transformers padded and continuous batching
     generate the same number of tokens for the same requests (each request's own cap)."""
-    from hf_laps.bench.batched.sides import run_hf_continuous, run_hf_padded, run_ours
+    from benchmarks.batched.sides import run_hf_continuous, run_hf_padded, run_ours
 
     target, requests = tiny_bench
     engine = SpeculativeEngine(target, None, config=EngineConfig(draft_length=3), features=False)

@@ -12,8 +12,10 @@ from click.testing import CliRunner
 
 from hf_laps.jobs.bench import BenchConfig, Probe, format_bench_table, headline, replay, truth_of
 from hf_laps.cli.bench import bench
-from hf_laps.replay import simulate
-from hf_laps.scheduling import dump_traces, make_policy, make_predictor, synthetic_traces
+from hf_laps.replay.replayer import simulate
+from hf_laps.replay.traces import dump_traces
+from hf_laps.scheduling import make_policy, make_predictor
+from hf_laps.replay.synthetic import synthetic_traces
 
 POLICIES = ("fcfs", "las", "lp-sjf", "laps-sd", "srpt-oracle", "gittins")  # every registered policy
 JOB = [

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from hf_laps.bench.headline import BASELINES, REFERENCE, HeadlineConfig, run_headline
-from hf_laps.bench.headline_scenarios import (HIDDEN_CAP, build_scenarios, hide_cap, load_recording,
+from hf_laps.replay.headline import BASELINES, REFERENCE, HeadlineConfig, run_headline
+from hf_laps.replay.scenarios import (HIDDEN_CAP, build_scenarios, hide_cap, load_recording,
                                               resampled_stream)
-from hf_laps.bench.headline_table import format_headline, headline_json, summarize
-from hf_laps.replay import simulate
-from hf_laps.scheduling import LearnedPredictor, dump_traces, make_policy, policy_names, synthetic_traces
+from hf_laps.replay.headline_table import format_headline, headline_json, summarize
+from hf_laps.replay.replayer import simulate
+from hf_laps.scheduling import LearnedPredictor, make_policy, policy_names
+from hf_laps.replay.traces import dump_traces
+from hf_laps.replay.synthetic import synthetic_traces
 
 REPO = Path(__file__).resolve().parents[1]   # run from the checkout, so it is this hf_laps
 SMALL = HeadlineConfig(predictors=("learned", "oracle"), bursts=(5, 50), utilisations=(0.7,),

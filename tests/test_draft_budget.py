@@ -1,4 +1,4 @@
-"""Goodput-aware draft lengths (`hf_laps.draft_budget`): the allocation is the throughput optimum,
+"""Goodput-aware draft lengths (`hf_laps.engine.draft_budget`): the allocation is the throughput optimum,
 the cost line and the acceptance tally learn what they should, and a batched round that trims
 its drafts still reproduces plain greedy decoding.
 """
@@ -9,10 +9,10 @@ import itertools
 import pytest
 
 from hf_laps import EngineConfig, SpeculativeEngine
-from hf_laps.batched import BatchedRound
-from hf_laps.draft_budget import PRIOR_LINE, AcceptanceTally, CostLine, draft_lengths, prior_line, tally_of
-from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts
+from hf_laps.engine.batched_round import BatchedRound
+from hf_laps.engine.draft_budget import PRIOR_LINE, AcceptanceTally, CostLine, draft_lengths, prior_line, tally_of
+import hf_reference as ref
+from tiny_models import noisy_draft, prompts
 
 
 def throughput(alphas, lengths, base_tokens, line) -> float:

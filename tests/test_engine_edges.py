@@ -7,9 +7,9 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from hf_laps import EngineConfig, SpeculativeEngine
-from hf_laps.engine import ContextWindowExceeded
-from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts
+from hf_laps.engine.config import ContextWindowExceeded
+import hf_reference as ref
+from tiny_models import noisy_draft, prompts
 
 N = 4
 

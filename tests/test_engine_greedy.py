@@ -11,8 +11,8 @@ import json
 import pytest
 
 from hf_laps import EngineConfig, SpeculativeEngine
-from tests import hf_reference as ref
-from tests.tiny_models import prompts
+import hf_reference as ref
+from tiny_models import prompts
 
 N = 4
 NEW_TOKENS = 40

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hf_laps import EngineConfig, SpeculativeEngine
-from tests.tiny_models import noisy_draft, prompts, tiny_target
+from tiny_models import noisy_draft, prompts, tiny_target
 
 SAMPLING = dict(do_sample=True, temperature=0.9, top_k=0, top_p=1.0)
 

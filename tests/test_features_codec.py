@@ -3,7 +3,7 @@ import warnings
 
 import pytest
 
-from hf_laps.scheduling.feature_codec import decode_features, encode_features
+from hf_laps.scheduling.predictors.feature_codec import decode_features, encode_features
 
 MODEL = "LlamaForCausalLM:h64:layer1/2:d4:seed0:wabcdef12"
 

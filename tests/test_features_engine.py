@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from hf_laps import EngineConfig, SpeculativeEngine
-from hf_laps.features import FeatureConfig, PrefillFeatures
-from tests.tiny_models import noisy_draft, prompts, tiny_target
+from hf_laps.engine.features import FeatureConfig, PrefillFeatures
+from tiny_models import noisy_draft, prompts, tiny_target
 
 
 def run(engine, prompt, new_tokens=30):

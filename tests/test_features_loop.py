@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 
 from hf_laps import EngineConfig, LapsGenerator
-from hf_laps.replay import simulate
-from hf_laps.scheduling import Trace, make_policy, make_predictor
-from hf_laps.scheduling.feature_codec import decode_features
-from tests.tiny_models import prompts, tiny_target
+from hf_laps.replay.replayer import simulate
+from hf_laps.replay.traces import Trace
+from hf_laps.scheduling import make_policy, make_predictor
+from hf_laps.scheduling.predictors.feature_codec import decode_features
+from tiny_models import prompts, tiny_target
 
 
 @pytest.fixture(scope="module")

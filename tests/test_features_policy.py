@@ -3,7 +3,7 @@ predicts again with them."""
 import pytest
 
 from hf_laps.scheduling import POLICY_NAMES, RequestSpec, RoundReport, make_policy, make_predictor
-from tests.test_features_predictor import synthetic
+from test_features_predictor import synthetic
 
 LONG = (3.0, 0, 0, 0, 0, 0, 0, 0)   # the synthetic signal: log length grows with z[0]
 

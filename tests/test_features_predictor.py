@@ -8,8 +8,8 @@ import warnings
 import pytest
 
 from hf_laps.scheduling import RequestSpec, make_predictor
-from hf_laps.scheduling.feature_codec import encode_features
-from hf_laps.scheduling.hidden_predictor import HiddenStatePredictor
+from hf_laps.scheduling.predictors.feature_codec import encode_features
+from hf_laps.scheduling.predictors.hidden import HiddenStatePredictor
 
 DIM = 8
 MODEL = "TinyModel:h64:layer1/2:d4:seed0:w00000000"

@@ -10,10 +10,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from hf_laps import LapsGenerator, gguf_cache
+from hf_laps import LapsGenerator
+from hf_laps.models import gguf_cache
 from hf_laps.runtime import default_cpu_threads, set_cpu_threads
-from tests.test_cli_run import EXAMPLES, hf_laps as hf_laps_default_env
-from tests.tiny_models import tiny_target
+from test_cli_run import EXAMPLES, hf_laps as hf_laps_default_env
+from tiny_models import tiny_target
 
 
 def hf_laps(*args, env: dict | None = None):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from hf_laps import EngineConfig, LapsGenerator
-from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts
+import hf_reference as ref
+from tiny_models import noisy_draft, prompts
 
 
 @pytest.mark.parametrize("policy", ["fcfs", "las", "lp-sjf", "laps-sd"])

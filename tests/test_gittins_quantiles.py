@@ -7,10 +7,10 @@ from statistics import NormalDist
 import pytest
 
 from hf_laps.scheduling import RequestSpec, RoundReport, make_predictor
-from hf_laps.scheduling.gittins import GittinsConfig, GittinsPolicy, gittins_index
-from hf_laps.scheduling.hidden_predictor import (RESIDUAL_WINDOW, HiddenStatePredictor,
+from hf_laps.scheduling.policies.gittins import GittinsConfig, GittinsPolicy, gittins_index
+from hf_laps.scheduling.predictors.hidden import (RESIDUAL_WINDOW, HiddenStatePredictor,
                                                  ResidualWindow)
-from hf_laps.scheduling.predictors import LengthPredictor
+from hf_laps.scheduling.predictors.base import LengthPredictor
 
 
 def mixed_kinds(count, seed=0):

@@ -6,7 +6,7 @@ import random
 import sys
 from pathlib import Path
 
-from hf_laps.scheduling.feature_codec import encode_features
+from hf_laps.scheduling.predictors.feature_codec import encode_features
 from hf_laps.scheduling.types import RequestSpec
 
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "gittins_study.py"

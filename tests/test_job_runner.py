@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hf_laps.jobs.runner import EXIT_OK, EXIT_REQUEST_ERRORS, JobConfig, run_job
-from hf_laps.scheduling import POLICY_NAMES, load_traces
+from hf_laps.scheduling import POLICY_NAMES
+from hf_laps.replay.traces import load_traces
 
 GOOD = [
     {"custom_id": "a", "prompt": "Repeat: one two three one two three", "max_tokens": 24},
@@ -30,7 +31,7 @@ BAD_LINES = [
 
 @pytest.fixture(scope="module")
 def generator(tiny_model_dir):
-    from hf_laps.generator import LapsGenerator
+    from hf_laps.serving.generator import LapsGenerator
 
     return LapsGenerator.from_pretrained(str(tiny_model_dir), progress=False)
 

@@ -100,7 +100,7 @@ def test_table_shows_the_numbers():
 def test_rerun_request_counts_once(tmp_path):
     # a crash between a request's timing record and its result reruns it: the one reader keeps
     # the last record, and the summary is computed from what it read
-    from hf_laps.scheduling import read_timing_log
+    from hf_laps.timing_log import read_timing_log
     stale = dict(R1, finish=100.0, output_tokens=999)
     log = tmp_path / "t.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in (stale, R2, R1)))

@@ -12,15 +12,17 @@ import json
 import pytest
 
 from hf_laps import EngineConfig, LapsGenerator, SpeculativeEngine
-from hf_laps.clock import VirtualClock
-from hf_laps.engine_executor import EngineExecutor, model_kv_bytes_per_token
-from hf_laps.executor import Submission
-from hf_laps.loop import ServingLoop
-from hf_laps.replay import TraceReplayer
-from hf_laps.scheduling import RoundRecord, Trace, make_policy
-from tests import hf_reference as ref
-from tests.test_cli_run import hf_laps
-from tests.tiny_models import noisy_draft, prompts
+from hf_laps.serving.clock import VirtualClock
+from hf_laps.serving.engine_executor import EngineExecutor, model_kv_bytes_per_token
+from hf_laps.serving.executor import Submission
+from hf_laps.serving.loop import ServingLoop
+from hf_laps.replay.replayer import TraceReplayer
+from hf_laps.timing_log import RoundRecord
+from hf_laps.replay.traces import Trace
+from hf_laps.scheduling import make_policy
+import hf_reference as ref
+from test_cli_run import hf_laps
+from tiny_models import noisy_draft, prompts
 
 PROMPT, BUDGET = 10, 20          # every small request reserves 30 tokens (the recorded cost: 1 byte each)
 

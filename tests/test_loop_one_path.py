@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from hf_laps.clock import VirtualClock
-from hf_laps.executor import Submission
-from hf_laps.loop import ServingLoop
-from hf_laps.replay import TraceReplayer
-from hf_laps.scheduling import RoundRecord, Trace, make_policy, make_predictor, policy_entry, policy_names
+from hf_laps.serving.clock import VirtualClock
+from hf_laps.serving.executor import Submission
+from hf_laps.serving.loop import ServingLoop
+from hf_laps.replay.replayer import TraceReplayer
+from hf_laps.timing_log import RoundRecord
+from hf_laps.replay.traces import Trace
+from hf_laps.scheduling import make_policy, make_predictor, policy_entry, policy_names
 
 
 def traces() -> list[Trace]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from hf_laps.clock import VirtualClock
-from hf_laps.executor import Finished, RequestRejected, Started, Submission
-from hf_laps.loop import ServingLoop
+from hf_laps.serving.clock import VirtualClock
+from hf_laps.serving.executor import Finished, RequestRejected, Started, Submission
+from hf_laps.serving.loop import ServingLoop
 from hf_laps.scheduling import RequestSpec, RoundReport, make_policy
 
 ROUND_S, MOVE_S, BYTES_PER_ROUND = 1.0, 0.5, 100

@@ -10,9 +10,9 @@ import pytest
 
 from hf_laps import LapsGenerator
 from hf_laps.metrics import SpecMetrics, mean_acceptance_length
-from hf_laps.progress import BatchProgress
-from tests.test_cli_run import EXAMPLES, hf_laps
-from tests.tiny_models import prompts, tiny_target
+from hf_laps.serving.progress import BatchProgress
+from test_cli_run import EXAMPLES, hf_laps
+from tiny_models import prompts, tiny_target
 
 
 def test_the_definition_counts_every_target_forward():
@@ -68,7 +68,7 @@ def test_progress_bar_moves_per_round_and_reports_the_same_acceptance(capsys):
 
 
 def test_bar_postfix_counts_rounds():
-    from hf_laps.state import RoundResult
+    from hf_laps.engine.state import RoundResult
 
     ticks = iter([0.0, 1.0, 2.0, 2.0])  # start, round, postfix
     bar = BatchProgress(1, file=io.StringIO(), clock=lambda: next(ticks))

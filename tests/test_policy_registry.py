@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hf_laps.replay import simulate
-from hf_laps.scheduling import (POLICY_NAMES, baseline_names, make_policy, policy_entry,
-                                policy_names, register_policy, synthetic_traces, unregister_policy)
+from hf_laps.replay.replayer import simulate
+from hf_laps.scheduling import (POLICY_NAMES, baseline_names, make_policy, policy_entry, policy_names, register_policy, unregister_policy)
+from hf_laps.replay.synthetic import synthetic_traces
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "prompts.jsonl"
@@ -19,7 +19,7 @@ EXAMPLES = REPO / "examples" / "prompts.jsonl"
 TOY_MODULE = '''
 """A toy policy: the latest arrival first, each request to completion."""
 from hf_laps.scheduling.heap import LazyHeap
-from hf_laps.scheduling.policy import BasePolicy
+from hf_laps.scheduling.policies.base import BasePolicy
 from hf_laps.scheduling.registry import PolicyEntry
 
 
@@ -85,7 +85,7 @@ def test_a_registered_policy_replays_like_any_other(tmp_path):
 
 def test_hf_laps_run_runs_a_plugin_policy(tmp_path, tiny_model_dir):
     write_plugin(tmp_path / "plugin")  # put on PYTHONPATH below
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(tmp_path / "plugin"), str(REPO)]))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(tmp_path / "plugin"))
     out = tmp_path / "results.jsonl"
     done = subprocess.run([sys.executable, "-m", "hf_laps.cli.main", "run", EXAMPLES, "-o", out, "--model",
                            tiny_model_dir, "--no-progress", "--policy", "latest-first", "--max-new-tokens", "4"],

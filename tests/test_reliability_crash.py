@@ -79,11 +79,8 @@ def command(model_dir: Path, resume: bool, batch: int = 1) -> list[str]:
 
 
 def env() -> dict:
-    # PYTHONPATH: the jobs run in their own folders, where `python -m` would otherwise import the
-    # installed hf_laps rather than this checkout's
-    path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": path}
+    # the installed hf-laps runs (conftest sets PYTHONSAFEPATH, so the job folder is not on sys.path)
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 
 
 OUTPUTS = ("results.jsonl", "results.timing.jsonl", "results.summary.json")

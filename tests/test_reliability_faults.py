@@ -27,7 +27,7 @@ import torch
 from click.testing import CliRunner
 
 from hf_laps.cli.run import run
-from hf_laps.engine import SpeculativeEngine
+from hf_laps.engine.speculative import SpeculativeEngine
 
 N = 12
 BATCH_SIZES = (1, 4)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from hf_laps import LapsGenerator
 from hf_laps.jobs.runner import EXIT_OK, EXIT_REQUEST_ERRORS, JobConfig, run_job
-from tests.test_jobs_fuzz import BAD_LINE, dumps, fuzz, valid_request
+from test_jobs_fuzz import BAD_LINE, dumps, fuzz, valid_request
 
 
 @pytest.fixture(scope="module")

@@ -143,15 +143,15 @@ class Payload:
 
 @pytest.fixture(scope="module")
 def engine():
-    from hf_laps.engine import SpeculativeEngine
-    from tests.tiny_models import tiny_target
+    from hf_laps.engine.speculative import SpeculativeEngine
+    from tiny_models import tiny_target
 
     return SpeculativeEngine(tiny_target())
 
 
 @pytest.mark.parametrize("kind", ["pickle", "torch.save", "pickle-after-safetensors-header"])
 def test_pickle_payload_in_a_state_file_is_rejected_and_never_runs(kind, engine, tmp_path):
-    from hf_laps.state import read_state_file
+    from hf_laps.engine.state import read_state_file
 
     marker = tmp_path / "PAYLOAD_RAN"
     path = tmp_path / "state.safetensors"
@@ -194,7 +194,7 @@ def test_state_metadata_is_json_not_code(engine, tmp_path):
     """Metadata that is not a JSON document, or of another format version, is refused."""
     from safetensors.torch import save_file
 
-    from hf_laps.state import read_state_file
+    from hf_laps.engine.state import read_state_file
 
     path = tmp_path / "bad.safetensors"
     save_file({"input_ids": torch.zeros(1, 2, dtype=torch.long)}, str(path), metadata={"hf_laps_state": json.dumps({"format_version": 99})})
@@ -228,7 +228,7 @@ def spawn_guard(monkeypatch):
 
 
 def test_custom_ids_are_data_only(tiny_model_dir, tmp_path, monkeypatch, spawn_guard):
-    from hf_laps.generator import LapsGenerator
+    from hf_laps.serving.generator import LapsGenerator
     from hf_laps.jobs.runner import JobConfig, run_job
 
     generator = LapsGenerator.from_pretrained(str(tiny_model_dir), progress=False)

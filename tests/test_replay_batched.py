@@ -11,14 +11,17 @@ from collections import defaultdict
 import pytest
 
 from hf_laps import EngineConfig, LapsGenerator
-from hf_laps.batch_cost import (BatchFactor, LinearBatchCost, RecordedBatches, RowRound, batched_rounds,
+from hf_laps.replay.batch_cost import (BatchFactor, LinearBatchCost, RecordedBatches, RowRound, batched_rounds,
                                 fit_batch_cost, least_squares)
-from hf_laps.executor import Submission
-from hf_laps.replay import ParametricCost, RecordedCost, TraceReplayer, simulate
-from hf_laps.scheduling import POLICY_NAMES, RoundRecord, dump_traces, load_traces, synthetic_traces
-from hf_laps.scheduling.records import TimingRecord, read_timing_log
-from tests.test_scheduling_simulator import predictor_for
-from tests.tiny_models import prompts, tiny_target
+from hf_laps.serving.executor import Submission
+from hf_laps.replay.replayer import ParametricCost, RecordedCost, TraceReplayer, simulate
+from hf_laps.scheduling import POLICY_NAMES
+from hf_laps.timing_log import RoundRecord
+from hf_laps.replay.traces import dump_traces, load_traces
+from hf_laps.replay.synthetic import synthetic_traces
+from hf_laps.timing_log import TimingRecord, read_timing_log
+from test_scheduling_simulator import predictor_for
+from tiny_models import prompts, tiny_target
 
 B1_LOG = "benchmarks/data/mixed-30.fcfs.timing.jsonl"
 

@@ -5,11 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from hf_laps.scheduling import (RequestSpec, RoundReport, SchedulerConfig, load_traces,
-                                make_policy, make_predictor, synthetic_traces)
-from hf_laps.replay import simulate
-from hf_laps.scheduling.calibration import LengthCalibration, weighted_quantiles
-from hf_laps.scheduling.gittins import GittinsConfig, GittinsPolicy, gittins_index
+from hf_laps.scheduling import RequestSpec, RoundReport, SchedulerConfig, make_policy, make_predictor
+
+from hf_laps.replay.traces import load_traces
+
+from hf_laps.replay.synthetic import synthetic_traces
+from hf_laps.replay.replayer import simulate
+from hf_laps.scheduling.predictors.calibration import LengthCalibration, weighted_quantiles
+from hf_laps.scheduling.policies.gittins import GittinsConfig, GittinsPolicy, gittins_index
 
 DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
 

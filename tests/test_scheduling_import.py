@@ -8,7 +8,7 @@ import hf_laps.scheduling as scheduling
 
 
 def test_import_does_not_load_torch_or_numpy():
-    code = ("import sys, hf_laps.scheduling, hf_laps.bench.scheduler_cost, hf_laps.bench.sim_study;"
+    code = ("import sys, hf_laps.scheduling, benchmarks.scheduler_cost, benchmarks.sim_study;"
             "bad = [m for m in ('torch', 'numpy', 'transformers') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from hf_laps.scheduling import RequestSpec, RoundReport, SchedulerConfig, make_policy, make_predictor
-from hf_laps.scheduling.stability import StabilityTest
+from hf_laps.scheduling.policies.stability import StabilityTest
 
 
 def spec(rid, arrival=0.0, out=100, max_new=1000):

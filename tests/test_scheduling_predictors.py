@@ -4,8 +4,11 @@ import random
 
 import pytest
 
-from hf_laps.scheduling import (LearnedPredictor, RequestSpec, dump_traces, make_predictor, mape,
-                                synthetic_traces)
+from hf_laps.scheduling import LearnedPredictor, RequestSpec, make_predictor, mape
+
+from hf_laps.replay.traces import dump_traces
+
+from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.stats import mean, percentile
 
 

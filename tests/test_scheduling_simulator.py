@@ -4,9 +4,12 @@ import math
 
 import pytest
 
-from hf_laps.replay import linear_switch_cost, simulate
-from hf_laps.scheduling import POLICY_NAMES, RoundRecord, Trace, make_predictor, synthetic_traces
-from hf_laps.scheduling.policy import BasePolicy
+from hf_laps.replay.replayer import linear_switch_cost, simulate
+from hf_laps.scheduling import POLICY_NAMES, make_predictor
+from hf_laps.timing_log import RoundRecord
+from hf_laps.replay.traces import Trace
+from hf_laps.replay.synthetic import synthetic_traces
+from hf_laps.scheduling.policies.base import BasePolicy
 
 
 

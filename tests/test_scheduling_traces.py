@@ -3,8 +3,11 @@ import json
 
 import pytest
 
-from hf_laps.scheduling import dump_traces, load_length_examples, load_traces, synthetic_traces
-from hf_laps.scheduling.synthetic import ACCEPTANCE
+from hf_laps.replay.traces import dump_traces, load_traces
+from hf_laps.scheduling.predictors.base import load_length_examples
+
+from hf_laps.replay.synthetic import synthetic_traces
+from hf_laps.replay.synthetic import ACCEPTANCE
 
 
 def write(path, records):

@@ -6,11 +6,11 @@ import pytest
 
 from hf_laps import EngineConfig, SpeculativeEngine
 from hf_laps.scheduling import POLICY_NAMES, SchedulerConfig, make_policy, make_predictor
-from hf_laps.engine_executor import EngineExecutor
-from hf_laps.executor import Submission
-from hf_laps.loop import ServingLoop
-from tests import hf_reference as ref
-from tests.tiny_models import noisy_draft, prompts
+from hf_laps.serving.engine_executor import EngineExecutor
+from hf_laps.serving.executor import Submission
+from hf_laps.serving.loop import ServingLoop
+import hf_reference as ref
+from tiny_models import noisy_draft, prompts
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from hf_laps.engine import ContextWindowExceeded
-from hf_laps.generator import LapsGenerator
+from hf_laps.engine.config import ContextWindowExceeded
+from hf_laps.serving.generator import LapsGenerator
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def generator(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def found_generator(tmp_path_factory):
-    from tests.model_dirs import save_tiny_model_dir
+    from model_dirs import save_tiny_model_dir
 
     path = save_tiny_model_dir(tmp_path_factory.mktemp("found-model"), embedding_scale=1.0)
     generator = LapsGenerator.from_pretrained(str(path), progress=False)

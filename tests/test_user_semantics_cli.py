@@ -18,9 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# PYTHONPATH: the CLI under test is this checkout's, whatever folder it runs in
-ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
-           PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
 OLD = {"results.jsonl": b'{"custom_id": "old"}\n', "results.timing.jsonl": b'{"custom_id": "old", "finish": 1.0}\n',
        "results.summary.json": b'{"requests": 1}'}
 
@@ -41,7 +39,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def found_model_dir(tmp_path_factory):
-    from tests.model_dirs import save_tiny_model_dir
+    from model_dirs import save_tiny_model_dir
 
     return save_tiny_model_dir(tmp_path_factory.mktemp("found-model"), embedding_scale=1.0)
 

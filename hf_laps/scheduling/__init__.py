@@ -1,26 +1,26 @@
 """hf_laps.scheduling: the pure-Python scheduling core (stdlib only; no torch, no numpy).
 
-Policies decide which request runs the next speculative round; the trace replayer
-(hf_laps.replay) plays recorded rounds back under any of them through the serving loop. See docs/scheduling.md.
+Policies (`policies/`) decide which requests run the next speculative round; length predictors
+(`predictors/`) tell them how long a request will run. Both are found by name in `registry`.
+The trace replayer (hf_laps.replay) plays recorded rounds back under any policy through the
+serving loop. See docs/scheduling.md.
 
     policy = make_policy("laps-sd", SchedulerConfig(), make_predictor("learned", history=logs))
-    policy.admit(spec, now); rid = policy.pick(now); ...; policy.on_round(report, now)
+    policy.admit(spec, now); batch = policy.pick_batch(now, 4); ...; policy.on_round(report, now)
 """
-from .config import SchedulerConfig
-from .registry import (POLICY_NAMES, PREDICTOR_NAMES, PolicyEntry, baseline_names, make_policy,
-                       make_predictor, policy_entry, policy_names, register_policy, unregister_policy)
-from .fcfs import FCFSPolicy
-from .laps_sd import LapsSDPolicy
-from .las import LASPolicy
-from .learned import LearnedPredictor
-from .lp_sjf import LPSJFPolicy
-from .policy import Policy
-from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor, mape
-from .srpt_oracle import SRPTOraclePolicy
-from .synthetic import poisson_arrivals, sample_output_length, synthetic_traces
-from .records import RoundRecord, TimingRecord, read_timing_log
-from .traces import Trace, dump_traces, load_length_examples, load_traces
-from .types import RequestSpec, RoundReport
+from hf_laps.scheduling.config import SchedulerConfig
+from hf_laps.scheduling.policies.base import Policy
+from hf_laps.scheduling.policies.fcfs import FCFSPolicy
+from hf_laps.scheduling.policies.laps_sd import LapsSDPolicy
+from hf_laps.scheduling.policies.las import LASPolicy
+from hf_laps.scheduling.policies.lp_sjf import LPSJFPolicy
+from hf_laps.scheduling.policies.srpt_oracle import SRPTOraclePolicy
+from hf_laps.scheduling.predictors.base import LengthPredictor, NoisyOraclePredictor, OraclePredictor, mape
+from hf_laps.scheduling.predictors.learned import LearnedPredictor
+from hf_laps.scheduling.registry import (POLICY_NAMES, PREDICTOR_NAMES, PolicyEntry, baseline_names, make_policy,
+                                         make_predictor, policy_entry, policy_names, register_policy,
+                                         unregister_policy)
+from hf_laps.scheduling.types import RequestSpec, RoundReport
 
 __all__ = [
     "RequestSpec", "RoundReport", "Policy", "SchedulerConfig", "POLICY_NAMES", "make_policy",
@@ -28,7 +28,4 @@ __all__ = [
     "FCFSPolicy", "LASPolicy", "LPSJFPolicy", "SRPTOraclePolicy", "LapsSDPolicy",
     "LengthPredictor", "OraclePredictor", "NoisyOraclePredictor", "LearnedPredictor",
     "PREDICTOR_NAMES", "make_predictor", "mape",
-    "RoundRecord", "TimingRecord", "read_timing_log",
-    "Trace", "load_traces", "dump_traces", "load_length_examples",
-    "synthetic_traces", "sample_output_length", "poisson_arrivals",
 ]

@@ -20,7 +20,7 @@ def _knob(default, help: str):
 
 @dataclass(frozen=True)
 class GittinsConfig:
-    """Knobs of the prior-informed Gittins-index policy (hf_laps.scheduling.gittins); every
+    """Knobs of the prior-informed Gittins-index policy (hf_laps.scheduling.policies.gittins); every
     default was tuned on replayed recordings (docs/scheduling.md), not a law."""
 
     kappa: float = _knob(

@@ -3,7 +3,7 @@ acceptance counts). Pure bookkeeping; the policies decide what to do with it.
 """
 from __future__ import annotations
 
-from .types import RequestSpec, RoundReport
+from hf_laps.scheduling.types import RequestSpec, RoundReport
 
 
 class RequestProgress:

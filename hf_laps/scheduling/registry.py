@@ -19,17 +19,17 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Callable
 
-from .config import SchedulerConfig
-from .fcfs import FCFSPolicy
-from .gittins import GittinsPolicy
-from .laps_sd import LapsSDPolicy
-from .las import LASPolicy
-from .lp_sjf import LPSJFPolicy
-from .policy import Policy
-from .hidden_predictor import HiddenStatePredictor
-from .learned import LearnedPredictor
-from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor
-from .srpt_oracle import SRPTOraclePolicy
+from hf_laps.scheduling.config import SchedulerConfig
+from hf_laps.scheduling.policies.fcfs import FCFSPolicy
+from hf_laps.scheduling.policies.gittins import GittinsPolicy
+from hf_laps.scheduling.policies.laps_sd import LapsSDPolicy
+from hf_laps.scheduling.policies.las import LASPolicy
+from hf_laps.scheduling.policies.lp_sjf import LPSJFPolicy
+from hf_laps.scheduling.policies.base import Policy
+from hf_laps.scheduling.predictors.hidden import HiddenStatePredictor
+from hf_laps.scheduling.predictors.learned import LearnedPredictor
+from hf_laps.scheduling.predictors.base import LengthPredictor, NoisyOraclePredictor, OraclePredictor
+from hf_laps.scheduling.policies.srpt_oracle import SRPTOraclePolicy
 
 Builder = Callable[[SchedulerConfig, "LengthPredictor | None"], Policy]
 

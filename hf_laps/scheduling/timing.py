@@ -16,8 +16,8 @@ fallback. With attained_unit == "rounds" a round costs 1 and Sup_1 = sup1_rounds
 """
 from __future__ import annotations
 
-from .config import SchedulerConfig
-from .types import RoundReport
+from hf_laps.scheduling.config import SchedulerConfig
+from hf_laps.scheduling.types import RoundReport
 
 
 class ForwardTimes:

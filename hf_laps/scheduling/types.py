@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .records import RoundRecord
+from hf_laps.timing_log import RoundRecord
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class RequestSpec:
         true_output_tokens: ground truth, read only by the `oracle` / `noisy-oracle` predictors.
         true_service_seconds: ground truth total execution seconds (prefill and every round),
             read only by `srpt-oracle`.
-        features: the target's projected hidden state at the end of prefill (hf_laps.features);
+        features: the target's projected hidden state at the end of prefill (hf_laps.engine.features);
             None until the prefill round reports it (or when replaying a log without them).
         has_stop: the request has stop strings (it may end long before max_new_tokens).
         is_chat: the prompt went through a chat template (a chat reply, not a completion).

@@ -1,0 +1,1 @@
+"""Loading the target, the draft and the tokenizer (embedded default, hub ids, local paths)."""

@@ -1,0 +1,1 @@
+"""Output-length predictors (what a request will cost) and their calibration into distributions."""

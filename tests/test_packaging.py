@@ -1,0 +1,58 @@
+"""The installed package holds every module of the tree, and the suite tests the installed copy.
+
+CI installs the wheel (`pip install .`) and runs the suite from the checkout's root; conftest keeps
+the checkout off sys.path. These tests fail if setup.py stops finding a package (a module missing
+from the wheel) or if the checkout shadows the installed package.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# repository folder -> installed package (setup.py's FOLDERS)
+FOLDERS = {"hf_laps": "hf_laps", "jobs": "hf_laps.jobs", "cli": "hf_laps.cli"}
+
+
+def tree_modules() -> list[str]:
+    names = []
+    for folder, package in FOLDERS.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            parts = path.relative_to(REPO / folder).with_suffix("").parts
+            if parts[-1] == "__main__" or "__pycache__" in parts:
+                continue
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            names.append(".".join((package, *parts)))
+    return names
+
+
+def test_the_tree_has_the_layers_packages():
+    names = tree_modules()
+    assert len(names) > 60
+    for layer in ("engine", "models", "serving", "replay", "scheduling.policies", "scheduling.predictors"):
+        assert f"hf_laps.{layer}" in names, layer
+
+
+@pytest.mark.parametrize("name", tree_modules())
+def test_every_module_of_the_tree_imports_from_the_installed_package(name):
+    importlib.import_module(name)
+
+
+@pytest.mark.skipif(os.environ.get("HF_LAPS_TEST_INSTALLED") != "1",
+                    reason="set HF_LAPS_TEST_INSTALLED=1 (CI does) to require a non-editable install")
+def test_the_suite_imports_the_installed_copy_not_the_checkout():
+    import hf_laps
+
+    assert REPO not in Path(hf_laps.__file__).resolve().parents, hf_laps.__file__
+
+
+def test_hf_laps_root_is_a_few_modules_and_no_module_is_long():
+    root = [p.name for p in (REPO / "hf_laps").glob("*.py")]
+    assert len(root) <= 10, root
+    long = {str(p.relative_to(REPO)): n for folder in FOLDERS for p in (REPO / folder).rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert not long, long
