@@ -21,7 +21,8 @@ from hf_laps.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts
 from hf_laps.executor import Completion, Submission
 from hf_laps.loop import ServingLoop
 from hf_laps.progress import batch_progress
-from hf_laps.scheduling import Policy, SchedulerConfig, make_policy, make_predictor
+from hf_laps.scheduling import Policy, SchedulerConfig, make_policy
+from hf_laps.scheduling.predictor_registry import build_predictor
 from hf_laps.scheduling.records import TimingRecord
 
 
@@ -74,7 +75,8 @@ class LapsGenerator:
         scheduler_config: LAPS-SD / LAS queue knobs.
         predictor: a predictor name (oracle | noisy-oracle | learned) or instance, for lp-sjf and
             laps-sd; default `learned`, fitted on `history` timing logs if given.
-        predictor_options: kwargs of `make_predictor` (e.g. sigma, history).
+        predictor_options: kwargs of `build_predictor` (hf_laps.scheduling.predictor_registry:
+            history, sigma, seed, exclude, and the predictor's own options).
         kv_budget_bytes: device bytes for paused requests' KV caches (None: keep all on device).
         kv_capacity_bytes: device bytes all running requests' KV caches may reach at worst; a
             request waits for admission while its worst case (prompt + max_new_tokens tokens)
@@ -222,7 +224,7 @@ class LapsGenerator:
             if name == "hidden" and self.engine.features is not None:
                 # history logs of another model are then refused (with a warning), not mixed in
                 options.setdefault("features_model", self.engine.features.fingerprint)
-            predictor = make_predictor(name, **options)
+            predictor = build_predictor(name, **options)
         return make_policy(self.policy_name, self.scheduler_config, predictor)
 
 

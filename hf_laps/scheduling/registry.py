@@ -26,8 +26,7 @@ from .laps_sd import LapsSDPolicy
 from .las import LASPolicy
 from .lp_sjf import LPSJFPolicy
 from .policy import Policy
-from .hidden_predictor import HiddenStatePredictor
-from .learned import LearnedPredictor
+from .predictor_registry import PREDICTORS
 from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor
 from .srpt_oracle import SRPTOraclePolicy
 
@@ -52,7 +51,7 @@ class PolicyEntry:
     summary: str = ""
 
 
-PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned", "hidden")
+PREDICTOR_NAMES = tuple(PREDICTORS)   # hf_laps.scheduling.predictor_registry builds them
 
 
 def make_predictor(name: str, **kwargs) -> LengthPredictor:
@@ -72,15 +71,13 @@ def make_predictor(name: str, **kwargs) -> LengthPredictor:
         if kwargs:
             raise ValueError(f"the oracle predictor takes no options, got {sorted(kwargs)}")
         return OraclePredictor()
-    if name == "noisy-oracle":
+    if name == "noisy-oracle":  # the low-level constructor: studies and jobs get NOISY_SIGMA there
         if "sigma" not in kwargs:
             raise ValueError("the noisy-oracle predictor needs sigma (log-normal error std; the "
                              "spec fixes no default), e.g. make_predictor('noisy-oracle', sigma=0.5)")
         return NoisyOraclePredictor(**kwargs)
-    if name == "learned":
-        return LearnedPredictor(**kwargs)
-    if name == "hidden":
-        return HiddenStatePredictor(**kwargs)
+    if name in PREDICTORS:
+        return PREDICTORS[name].build(**kwargs)
     raise ValueError(f"unknown predictor {name!r}; choose one of {PREDICTOR_NAMES}")
 
 
