@@ -25,10 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .feature_codec import decode_features
 from .hidden_predictor import HiddenStatePredictor
 from .learned import LearnedPredictor
 from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor
-from .traces import load_length_examples
+from .traces import Trace, load_length_examples
 from .types import RequestSpec
 
 NOISY_SIGMA = 0.5     # noisy-oracle default: true length x exp(N(0, 0.5^2)), a typical real error
@@ -123,3 +124,23 @@ def features_model_of(blobs: Iterable[dict | None]) -> str | None:
         if isinstance(blob, dict) and isinstance(blob.get("model"), str):
             return blob["model"]
     return None
+
+
+def examples_of(traces: Iterable[Trace], features_model: str | None = None) -> list[Example]:
+    """(request, output tokens) of replayed traces, as a history: the cap the traces show (a
+    hidden cap stays hidden), features kept when their fingerprint is `features_model`'s (None:
+    any), no ground truth in the spec."""
+    return [(RequestSpec(t.custom_id, 0.0, t.prompt_tokens, t.max_new_tokens, prompt=t.prompt,
+                         features=decode_features(t.features, expected_model=features_model),
+                         has_stop=t.has_stop, is_chat=t.is_chat), t.output_tokens)
+            for t in traces]
+
+
+def factory_from_examples(name: str, examples: list[Example], *, features_model: str | None = None,
+                          sigma: float | None = None, **options) -> PredictorFactory:
+    """Like predictor_factory, with the history given as examples (studies that re-time or
+    re-cap recordings); predictors that do not learn ignore them."""
+    factory = predictor_factory(name, features_model=features_model, sigma=sigma, **options)
+    if PREDICTORS[name].learns:
+        factory.examples = list(examples)
+    return factory

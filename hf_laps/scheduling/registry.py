@@ -28,6 +28,7 @@ from .lp_sjf import LPSJFPolicy
 from .policy import Policy
 from .predictor_registry import PREDICTORS
 from .predictors import LengthPredictor, NoisyOraclePredictor, OraclePredictor
+from .robust_srpt import RobustSRPTPolicy
 from .srpt_oracle import SRPTOraclePolicy
 
 Builder = Callable[[SchedulerConfig, "LengthPredictor | None"], Policy]
@@ -147,6 +148,8 @@ for _entry in (
                 summary="the paper's LAPS-SD"),
     PolicyEntry("gittins", lambda config, predictor: GittinsPolicy(config.gittins, predictor), needs_predictor=True,
                 summary="prior-informed Gittins index on calibrated predicted lengths (no probe)"),
+    PolicyEntry("robust-srpt", lambda config, predictor: RobustSRPTPolicy(predictor=predictor), needs_predictor=True,
+                summary="SRPT on online-calibrated predicted seconds with an aging term (bounded starvation)"),
 ):
     register_policy(_entry)
 
