@@ -27,5 +27,5 @@ def test_public_api():
                  "make_policy", "LengthPredictor", "make_predictor", "PREDICTOR_NAMES",
                  "load_traces", "TimingRecord", "read_timing_log", "register_policy", "synthetic_traces", "mape"):
         assert hasattr(scheduling, name), name
-    assert scheduling.POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins")
+    assert scheduling.POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins", "robust-srpt")
     assert scheduling.PREDICTOR_NAMES == ("oracle", "noisy-oracle", "learned", "hidden")
