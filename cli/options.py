@@ -138,7 +138,7 @@ def predictor_option_list() -> list:
         click.option("--predictor-sigma", type=float, default=None,
                      help="noisy-oracle: std of the log-normal error (default 0.5)."),
         click.option("--history", multiple=True, type=click.Path(exists=True, dir_okay=False),
-                     help="Timing logs of earlier jobs to fit the learned predictor on (repeatable)."),
+                     help="Timing logs of earlier jobs to fit the learned and hidden predictors on (repeatable)."),
         click.option("--kv-budget-bytes", type=click.IntRange(min=0), default=None,
                      help="Device bytes for paused requests' KV caches; beyond it the least recently run are "
                      "parked in CPU memory. Default: keep all."),

@@ -29,9 +29,9 @@ from hf_laps.jobs.runner import JobConfig, build_generator, run_job
 from hf_laps.jobs.summary import summarize
 from hf_laps.replay.headline import BASELINES, REFERENCE
 from hf_laps.replay.replayer import ParametricCost, simulate
-from hf_laps.scheduling import (LearnedPredictor, Policy, SchedulerConfig, baseline_names, make_policy, make_predictor, mape, policy_entry, policy_names)
 from hf_laps.replay.traces import load_traces
-from hf_laps.scheduling.predictors.base import load_length_examples
+from hf_laps.scheduling import Policy, SchedulerConfig, baseline_names, make_policy, mape, policy_entry, policy_names
+from hf_laps.scheduling.predictors.registry import predictor_factory
 from hf_laps.timing_log import read_timing_log
 
 
@@ -125,13 +125,8 @@ def truth_of(traces) -> dict:
 
 
 def make_length_predictor(cfg: BenchConfig, exclude: set[str]):
-    """A fresh predictor; `learned` is fitted on --history minus this job's own requests."""
-    if cfg.predictor == "noisy-oracle":
-        return make_predictor("noisy-oracle", sigma=0.5 if cfg.predictor_sigma is None else cfg.predictor_sigma)
-    if cfg.predictor == "learned":
-        examples = [e for e in load_length_examples(list(cfg.history)) if e[0].request_id not in exclude] if cfg.history else []
-        return LearnedPredictor().fit(examples)
-    return make_predictor(cfg.predictor)
+    """A fresh predictor from the one registry (history minus this job's own requests)."""
+    return predictor_factory(cfg.predictor, history=cfg.history, exclude=exclude, sigma=cfg.predictor_sigma)()
 
 
 def new_probe(name: str, cfg: BenchConfig, exclude: set[str]) -> Probe:

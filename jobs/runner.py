@@ -221,11 +221,9 @@ def _previous_errors(config, skipped_ids: set[str]) -> int:
 def build_generator(config: JobConfig):
     from hf_laps.serving.generator import LapsGenerator
 
-    options = {}
-    if config.predictor == "noisy-oracle":
-        options = {"sigma": config.predictor_sigma if config.predictor_sigma is not None else 0.5, "seed": config.seed or 0}
-    elif config.predictor in ("learned", "hidden") and config.history:
-        options = {"history": list(config.history)}
+    # the predictor registry (hf_laps.scheduling.predictors.registry) owns the defaults and what
+    # --history means; the generator adds the engine's feature fingerprint
+    options = {"history": list(config.history), "sigma": config.predictor_sigma, "seed": config.seed or 0}
     return LapsGenerator.from_pretrained(
         config.model,
         config.assistant,

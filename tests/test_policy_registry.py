@@ -56,7 +56,7 @@ def write_plugin(root: Path) -> Path:
 
 
 def test_the_builtin_entries_state_their_facts():
-    assert POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins")
+    assert POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins", "robust-srpt")
     assert set(baseline_names()) >= {"fcfs", "las", "lp-sjf"}
     assert policy_entry("lp-sjf").needs_predictor and policy_entry("laps-sd").needs_predictor
     assert policy_entry("srpt-oracle").needs_truth and not policy_entry("fcfs").needs_predictor

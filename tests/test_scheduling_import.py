@@ -32,5 +32,5 @@ def test_public_api():
     # the timing-log format and replay traces are not scheduling: they live in their own modules
     for name in ("load_traces", "TimingRecord", "read_timing_log", "synthetic_traces"):
         assert not hasattr(scheduling, name), name
-    assert scheduling.POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins")
+    assert scheduling.POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins", "robust-srpt")
     assert scheduling.PREDICTOR_NAMES == ("oracle", "noisy-oracle", "learned", "hidden")

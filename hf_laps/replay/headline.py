@@ -23,17 +23,16 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from hf_laps.replay.replayer import simulate
-from hf_laps.scheduling import (PREDICTOR_NAMES, LengthPredictor, SchedulerConfig, make_policy, make_predictor, policy_entry, policy_names)
-from hf_laps.replay.traces import Trace
-from hf_laps.scheduling.predictors.base import load_length_examples
-from hf_laps.stats import percentile
 from hf_laps.replay.scenarios import Scenario, build_scenarios
+from hf_laps.replay.traces import Trace
+from hf_laps.scheduling import PREDICTOR_NAMES, LengthPredictor, SchedulerConfig, make_policy, policy_entry, policy_names
+from hf_laps.scheduling.predictors.registry import NOISY_SIGMA, PredictorFactory, predictor_factory  # noqa: F401
+from hf_laps.stats import percentile
 
 # the best-baseline set of the issue: the paper's comparison points and the paper's own policy
 BASELINES = ("fcfs", "las", "lp-sjf", "laps-sd")
 REFERENCE = "srpt-oracle"          # the lower bound every ratio is also taken to
 PREDICTORS = ("learned", "hidden", "oracle")
-NOISY_SIGMA = 0.5                  # noisy-oracle, when asked for: true length x exp(N(0, 0.5^2))
 
 
 @dataclass(frozen=True)
@@ -103,29 +102,19 @@ class HeadlineResult:
 
 
 # ---- predictors and policies ----------------------------------------------------------------
-def new_predictor(name: str, history_examples: list, seed: int) -> LengthPredictor:
-    """A fresh predictor; learned / hidden first fitted on the history examples."""
-    if name == "noisy-oracle":
-        return make_predictor(name, sigma=NOISY_SIGMA, seed=seed)
-    predictor = make_predictor(name)
-    if history_examples and hasattr(predictor, "fit"):
-        predictor.fit(history_examples)
-    return predictor
+def new_predictor(name: str, factory: PredictorFactory, seed: int) -> LengthPredictor:
+    """A fresh predictor of the registry's recipe (history already read by the factory)."""
+    return factory(seed)
 
 
-def history_examples(cfg: HeadlineConfig, predictor: str, exclude: set[str]) -> list:
-    """(request, length) pairs of --history minus the replayed requests (features for hidden)."""
-    if not cfg.history or predictor not in ("learned", "hidden"):
-        return []
-    if predictor == "hidden":
-        examples = make_predictor("hidden").load_history(list(cfg.history))
-    else:
-        examples = load_length_examples(list(cfg.history))
-    return [(spec, length) for spec, length in examples if spec.request_id.split("~")[0] not in exclude]
+def history_examples(cfg: HeadlineConfig, predictor: str, exclude: set[str]) -> PredictorFactory:
+    """The registry's factory for `predictor`: --history minus the replayed requests, the same
+    rule as `hf-laps run` and `hf-laps bench` (hf_laps.scheduling.predictor_registry)."""
+    return predictor_factory(predictor, history=cfg.history, exclude=exclude)
 
 
 def replay_policy(sets: Sequence[Sequence[Trace]], policy: str, predictor: str | None,
-                  cfg: HeadlineConfig, history: list) -> Outcome:
+                  cfg: HeadlineConfig, history: PredictorFactory | None) -> Outcome:
     """`policy` on every arrival set (a fresh policy and predictor each); means over the sets."""
     means, p99s, preemptions = [], [], []
     for seed, traces in enumerate(sets):
@@ -138,10 +127,10 @@ def replay_policy(sets: Sequence[Sequence[Trace]], policy: str, predictor: str |
 
 
 # ---- cells and rows -------------------------------------------------------------------------
-def scenario_outcomes(scenario: Scenario, cfg: HeadlineConfig, histories: dict[str, list]
+def scenario_outcomes(scenario: Scenario, cfg: HeadlineConfig, histories: dict[str, PredictorFactory]
                       ) -> dict[str, dict[str, Outcome]]:
     """predictor -> policy -> Outcome; predictor-free policies replayed once and shared."""
-    shared = {p: replay_policy(scenario.arrival_sets, p, None, cfg, [])
+    shared = {p: replay_policy(scenario.arrival_sets, p, None, cfg, None)
               for p in cfg.compared() if not policy_entry(p).needs_predictor}
     out = {}
     for predictor in cfg.predictors:

@@ -20,16 +20,16 @@ from importlib.metadata import entry_points
 from typing import Callable
 
 from hf_laps.scheduling.config import SchedulerConfig
+from hf_laps.scheduling.policies.base import Policy
 from hf_laps.scheduling.policies.fcfs import FCFSPolicy
 from hf_laps.scheduling.policies.gittins import GittinsPolicy
 from hf_laps.scheduling.policies.laps_sd import LapsSDPolicy
 from hf_laps.scheduling.policies.las import LASPolicy
 from hf_laps.scheduling.policies.lp_sjf import LPSJFPolicy
-from hf_laps.scheduling.policies.base import Policy
-from hf_laps.scheduling.predictors.hidden import HiddenStatePredictor
-from hf_laps.scheduling.predictors.learned import LearnedPredictor
-from hf_laps.scheduling.predictors.base import LengthPredictor, NoisyOraclePredictor, OraclePredictor
+from hf_laps.scheduling.policies.robust_srpt import RobustSRPTPolicy
 from hf_laps.scheduling.policies.srpt_oracle import SRPTOraclePolicy
+from hf_laps.scheduling.predictors.base import LengthPredictor, NoisyOraclePredictor, OraclePredictor
+from hf_laps.scheduling.predictors.registry import PREDICTORS
 
 Builder = Callable[[SchedulerConfig, "LengthPredictor | None"], Policy]
 
@@ -52,7 +52,7 @@ class PolicyEntry:
     summary: str = ""
 
 
-PREDICTOR_NAMES = ("oracle", "noisy-oracle", "learned", "hidden")
+PREDICTOR_NAMES = tuple(PREDICTORS)   # hf_laps.scheduling.predictors.registry builds them
 
 
 def make_predictor(name: str, **kwargs) -> LengthPredictor:
@@ -72,15 +72,13 @@ def make_predictor(name: str, **kwargs) -> LengthPredictor:
         if kwargs:
             raise ValueError(f"the oracle predictor takes no options, got {sorted(kwargs)}")
         return OraclePredictor()
-    if name == "noisy-oracle":
+    if name == "noisy-oracle":  # the low-level constructor: studies and jobs get NOISY_SIGMA there
         if "sigma" not in kwargs:
             raise ValueError("the noisy-oracle predictor needs sigma (log-normal error std; the "
                              "spec fixes no default), e.g. make_predictor('noisy-oracle', sigma=0.5)")
         return NoisyOraclePredictor(**kwargs)
-    if name == "learned":
-        return LearnedPredictor(**kwargs)
-    if name == "hidden":
-        return HiddenStatePredictor(**kwargs)
+    if name in PREDICTORS:
+        return PREDICTORS[name].build(**kwargs)
     raise ValueError(f"unknown predictor {name!r}; choose one of {PREDICTOR_NAMES}")
 
 
@@ -150,6 +148,8 @@ for _entry in (
                 summary="the paper's LAPS-SD"),
     PolicyEntry("gittins", lambda config, predictor: GittinsPolicy(config.gittins, predictor), needs_predictor=True,
                 summary="prior-informed Gittins index on calibrated predicted lengths (no probe)"),
+    PolicyEntry("robust-srpt", lambda config, predictor: RobustSRPTPolicy(predictor=predictor), needs_predictor=True,
+                summary="SRPT on online-calibrated predicted seconds with an aging term (bounded starvation)"),
 ):
     register_policy(_entry)
 

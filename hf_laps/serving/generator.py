@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from hf_laps.engine.speculative import EngineConfig, SpeculativeEngine
+from hf_laps.scheduling import Policy, SchedulerConfig, make_policy
+from hf_laps.scheduling.predictors.registry import build_predictor
 from hf_laps.serving.batch_executor import BatchEngineExecutor
 from hf_laps.serving.engine_executor import EngineExecutor
-from hf_laps.serving.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts  # noqa: F401 (re-exported)
 from hf_laps.serving.executor import Completion, Submission
+from hf_laps.serving.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts  # noqa: F401 (re-exported)
 from hf_laps.serving.loop import ServingLoop
 from hf_laps.serving.progress import batch_progress
-from hf_laps.scheduling import Policy, SchedulerConfig, make_policy, make_predictor
 from hf_laps.timing_log import TimingRecord
 
 
@@ -74,7 +75,8 @@ class LapsGenerator:
         scheduler_config: LAPS-SD / LAS queue knobs.
         predictor: a predictor name (oracle | noisy-oracle | learned) or instance, for lp-sjf and
             laps-sd; default `learned`, fitted on `history` timing logs if given.
-        predictor_options: kwargs of `make_predictor` (e.g. sigma, history).
+        predictor_options: kwargs of `build_predictor` (hf_laps.scheduling.predictor_registry:
+            history, sigma, seed, exclude, and the predictor's own options).
         kv_budget_bytes: device bytes for paused requests' KV caches (None: keep all on device).
         kv_capacity_bytes: device bytes all running requests' KV caches may reach at worst; a
             request waits for admission while its worst case (prompt + max_new_tokens tokens)
@@ -222,7 +224,7 @@ class LapsGenerator:
             if name == "hidden" and self.engine.features is not None:
                 # history logs of another model are then refused (with a warning), not mixed in
                 options.setdefault("features_model", self.engine.features.fingerprint)
-            predictor = make_predictor(name, **options)
+            predictor = build_predictor(name, **options)
         return make_policy(self.policy_name, self.scheduler_config, predictor)
 
 
