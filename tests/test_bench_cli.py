@@ -17,7 +17,7 @@ from hf_laps.replay.traces import dump_traces
 from hf_laps.scheduling import make_policy, make_predictor
 from hf_laps.replay.synthetic import synthetic_traces
 
-POLICIES = ("fcfs", "las", "lp-sjf", "laps-sd", "srpt-oracle", "gittins")  # every registered policy
+POLICIES = ("fcfs", "las", "lp-sjf", "laps-sd", "srpt-oracle", "gittins", "robust-srpt")  # every registered policy
 JOB = [
     {"custom_id": "a", "prompt": "one two three one two three one two three", "max_tokens": 10},
     {"custom_id": "b", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 4},
@@ -92,7 +92,7 @@ def test_headline_and_table_without_real_runs():
     means = {p: row["latency_mean"] for p, row in result["replay"].items()}
     best = min(("fcfs", "las", "lp-sjf", "laps-sd"), key=means.get)
     gittins = result["headline"]["replay"]["beyond"]["gittins"]
-    assert set(result["headline"]["replay"]["beyond"]) == {"gittins"} and gittins["best_baseline"] == best
+    assert set(result["headline"]["replay"]["beyond"]) == {"gittins", "robust-srpt"} and gittins["best_baseline"] == best
     assert gittins["over_best"] == pytest.approx(means["gittins"] / means[best])
     assert gittins["over_srpt"] == pytest.approx(means["gittins"] / means["srpt-oracle"])
     assert f"gittins / best of fcfs,las,lp-sjf,laps-sd ({best}) = {gittins['over_best']:.3f}" in format_bench_table(result)
