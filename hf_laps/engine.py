@@ -205,7 +205,14 @@ class SpeculativeEngine:
         """
         kwargs = dict(kwargs)
         stop_strings = kwargs.pop("stop_strings", None)
+        # max_new_tokens=0 is an empty completion (finish_reason "length"); transformers refuses
+        # 0, so resolve with 1 and put the cap back to the prompt's end after
+        empty = kwargs.get("max_new_tokens") == 0
+        if empty:
+            kwargs["max_new_tokens"] = 1
         generation_config, processors, criteria = self.model.generate(input_ids, custom_generate=_capture, **kwargs)
+        if empty:
+            generation_config.max_new_tokens, generation_config.max_length = 0, int(input_ids.shape[1])
         if stop_strings:
             if self.tokenizer is None:
                 raise ValueError("stop_strings need a tokenizer; give the engine one")

@@ -1,0 +1,17 @@
+"""Run `hf-laps` as a user does, as a subprocess on this checkout's code (not an installed copy)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def hf_laps(*args, timeout: float = 300, env: dict | None = None, cwd: Path | None = None):
+    environ = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "hf_laps.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=environ, cwd=str(cwd or REPO),
+    )
