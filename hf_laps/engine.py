@@ -36,6 +36,7 @@ from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
 from hf_laps.drafting import DraftModelBackend, PromptLookupBackend
 from hf_laps.engine_config import EngineConfig
 from hf_laps.features import FeatureConfig, make_prefill_features
+from hf_laps.generation_fields import draft_length_option
 from hf_laps.metrics import SpecMetrics
 from hf_laps.state import GenerationState, RoundResult, read_state_file, restore_cache
 
@@ -126,7 +127,8 @@ class SpeculativeEngine:
                 given; it is lowered to what fits the context window after the prompt.
             **generation_kwargs: transformers generation options (max_new_tokens, do_sample,
                 temperature, top_p, top_k, eos_token_id, stop_strings, logits_processor,
-                stopping_criteria, ...) plus `seed` for the request's own RNG.
+                stopping_criteria, ...) plus `seed` for the request's own RNG;
+                `num_assistant_tokens` / `prompt_lookup_num_tokens` set this request's draft length.
         Raises:
             ValueError: empty prompt, or a prompt that does not fit the context window.
             ContextWindowExceeded: an explicit max_new_tokens / max_length past the window.
@@ -137,10 +139,13 @@ class SpeculativeEngine:
             self._request_counter += 1
         kwargs = dict(generation_kwargs)
         seed = kwargs.pop("seed", None)
+        draft_length = draft_length_option(kwargs, self.draft.uses_model)
         if "max_new_tokens" not in kwargs and "max_length" not in kwargs:
             kwargs["max_new_tokens"] = self._fitted(default_max_new_tokens, int(input_ids.shape[1]))
         state = self._new_state(request_id, input_ids, kwargs)
         state.generator = self._generator(seed)
+        if draft_length is not None:  # this request's own n (transformers' per-call names)
+            state.draft_length = draft_length
         return state
 
     def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
