@@ -19,12 +19,14 @@ import click
 
 from hf_laps.cli.plots import plot_report
 from hf_laps.scheduling.records import read_timing_log as records_of
+from hf_laps.scheduling.runs import place_runs
 
 
 def read_timing_log(path: str) -> list[dict]:
     """The finished requests of a log as dicts, read by the one timing-log reader (error records
-    skipped, last record per custom_id, torn tail tolerated)."""
-    return [r.to_json() for r in records_of(path) if r.finish is not None]
+    skipped, last record per custom_id, torn tail tolerated), the runs of a resumed job placed
+    one after the other (hf_laps.scheduling.runs)."""
+    return place_runs([r.to_json() for r in records_of(path) if r.finish is not None])[0]
 
 
 @click.command()
@@ -47,7 +49,9 @@ def report(timing_logs, plot_path):
             label = path
         logs[label] = records
         policies = sorted({str(r.get("policy")) for r in records if r.get("policy")})
-        click.echo(f"== {path}  ({len(records)} requests; policy {', '.join(policies) or '?'})")
+        runs = len({r.get("run_epoch") for r in records})
+        resumed = f"; {runs} runs, one after the other" if runs > 1 else ""
+        click.echo(f"== {path}  ({len(records)} requests; policy {', '.join(policies) or '?'}{resumed})")
         if not records:
             click.echo("no finished requests in this log\n")
             continue
