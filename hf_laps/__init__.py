@@ -24,6 +24,7 @@ _LAZY = {
     "GenerationState": "hf_laps.state",
     "RoundResult": "hf_laps.state",
     "LapsGenerator": "hf_laps.generator",
+    "laps_generate": "hf_laps.custom_generate",
     "make_policy": "hf_laps.scheduling",
 }
 
