@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def hf_laps(*args, timeout: float = 300, env: dict | None = None, cwd: Path | None = None):
-    environ = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), **(env or {}))
+    environ = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "hf_laps.cli", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, env=environ, cwd=str(cwd or REPO),
