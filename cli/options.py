@@ -134,7 +134,8 @@ def policy_options(function):
 def predictor_option_list() -> list:
     return [
         click.option("--predictor", type=click.Choice(PREDICTOR_NAMES), default="learned", show_default=True,
-                     help="Output-length predictor of the policies that use one (oracles need --truth)."),
+                     help="Output-length predictor of the policies that use one (oracle / noisy-oracle need the true lengths: "
+                     "an earlier run's timing log)."),
         click.option("--predictor-sigma", type=float, default=None,
                      help="noisy-oracle: std of the log-normal error (default 0.5)."),
         click.option("--history", multiple=True, type=click.Path(exists=True, dir_okay=False),

@@ -29,6 +29,24 @@ def read_timing_log(path: str) -> list[dict]:
     return place_runs([r.to_json() for r in records_of(path) if r.finish is not None])[0]
 
 
+def not_a_timing_log(path: str) -> str | None:
+    """What to say when `path` is `hf-laps run`'s results file, the usual mix-up, else None."""
+    import json
+
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(record, dict) and "custom_id" in record and ("response" in record or "error" in record)
+            and "rounds" not in record):
+        return None
+    timing = str(Path(path).with_suffix("")) + ".timing.jsonl"
+    return (f"{path} is a results file (hf-laps run -o); hf-laps report reads the timing log written next "
+            f"to it: {timing}")
+
+
 @click.command()
 @click.argument("timing_logs", metavar="TIMING_LOG...", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write the latency CDF and timelines here (PNG).")
@@ -42,7 +60,7 @@ def report(timing_logs, plot_path):
         try:
             records = read_timing_log(path)
         except ValueError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {not_a_timing_log(path) or exc}", err=True)
             sys.exit(2)
         label = Path(path).name.removesuffix(".jsonl").removesuffix(".timing")
         if label in logs:
