@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -74,3 +75,13 @@ def test_num_processes_prints_each_line_once_and_no_no_message(tmp_path, tiny_mo
     output = proc.stdout + proc.stderr
     assert "no message" not in output and "shard 1 of 2" not in output
     assert output.count("4 succeeded") == 1
+
+
+def test_the_readme_test_command_says_why_a_test_is_skipped():
+    # before: `pytest -q` printed a bare "1 skipped" (the workload tests: "N skipped", no package named)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_jobs_sink.py::test_read_only_directory", "tests/test_jobs_sink.py::test_resume_false_truncates_resume_true_appends"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    if "1 skipped" not in proc.stdout:
+        pytest.skip("not root here, so nothing is skipped (that test skips as root: root ignores file permissions)")
+    assert "SKIPPED" in proc.stdout and "root ignores file permissions" in proc.stdout, proc.stdout
