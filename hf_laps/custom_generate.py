@@ -50,6 +50,9 @@ def laps_generate(model, input_ids: torch.LongTensor, logits_processor=None, sto
     rows = _unpadded_rows(input_ids, model_kwargs.get("attention_mask"))
     width = int(input_ids.shape[1])
     options = _row_options(generation_config)
+    # as in transformers, each drafting reads only its own draft-length name (the prepared config
+    # always holds num_assistant_tokens, 20 by default, which prompt lookup must not take)
+    options.pop("prompt_lookup_num_tokens" if assistant_model is not None else "num_assistant_tokens", None)
     generator = LapsGenerator(model, assistant_model, policy=policy, progress=False,
                               max_batch_size=min(max_batch_size or len(rows), len(rows)))
     submissions = [generator.submission(str(i), row, _for_row(options, generation_config, width, len(row)))

@@ -66,3 +66,22 @@ def test_an_unpadded_batch_and_sampling(target, draft):
 def test_what_it_cannot_honour_is_refused(target, batch, options):
     with pytest.raises(ValueError, match=next(iter(options))):
         target.generate(**batch, max_new_tokens=4, custom_generate=laps_generate, **options)
+
+
+def test_each_drafting_takes_its_own_draft_length_name(target, batch, monkeypatch):
+    from hf_laps.engine import SpeculativeEngine
+
+    lengths = []
+    original = SpeculativeEngine.start
+
+    def spy(self, *args, **kwargs):
+        state = original(self, *args, **kwargs)
+        lengths.append(state.draft_length)
+        return state
+
+    monkeypatch.setattr(SpeculativeEngine, "start", spy)
+    target.generate(**batch, max_new_tokens=4, do_sample=False, custom_generate=laps_generate)
+    assert set(lengths) == {10}  # prompt lookup: hf-laps' 10, not the config's num_assistant_tokens
+    lengths.clear()
+    target.generate(**batch, max_new_tokens=4, do_sample=False, custom_generate=laps_generate, prompt_lookup_num_tokens=3)
+    assert set(lengths) == {3}
