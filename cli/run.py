@@ -59,12 +59,13 @@ def run(input_path, results, no_progress, num_processes, overwrite, **options):
         quiet_progress_bars()
 
     try:
-        if launched_processes() == 1:  # a launched worker's parent (or user) already checked
-            refuse_to_truncate(results, options["resume"], overwrite)
         scheduler = config_from_options(SchedulerConfig, options)
         engine = config_from_options(EngineConfig, options)
         config = JobConfig(input=input_path, results=results, progress=not no_progress, scheduler=scheduler,
                            engine=engine, **options)
+        if launched_processes() == 1:  # a launched worker's parent (or user) already checked
+            preflight(config)  # the more specific errors (options, device, model) come first
+            refuse_to_truncate(results, options["resume"], overwrite)
         if num_processes > 1 and launched_processes() == 1:  # options checked: start N processes
             from hf_laps.cli.launch import relaunch
             from hf_laps.jobs.sharded import check_resumable
@@ -86,6 +87,15 @@ def run(input_path, results, no_progress, num_processes, overwrite, **options):
         click.echo("aborted; rerun with --resume to finish", err=True)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(outcome.exit_code)
+
+
+def preflight(config) -> None:
+    """The job runner's own up-front checks (cheap, repeated there), before the results check."""
+    from hf_laps.preflight import check_device, check_model_location
+
+    check_device(config.device)
+    for name in (config.model, config.assistant) if config.assistant is not None else (config.model,):
+        check_model_location(name)
 
 
 def refuse_to_truncate(results: str, resume: bool, overwrite: bool) -> None:
