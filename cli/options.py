@@ -86,7 +86,7 @@ def model_options(function):
     options = [
         click.option("--model", default=None, help="Target: hub id, local dir or .gguf file. Default: the embedded SmolLM2-135M-Instruct."),
         click.option("--assistant", default=None, help="Draft model (hub id, dir or .gguf), e.g. JackFram/llama-68m. Default: prompt lookup."),
-        click.option("--max-new-tokens", type=click.IntRange(min=0), default=128, show_default=True, help="Default cap on generated tokens (a line's max_tokens wins)."),
+        click.option("--max-new-tokens", type=click.IntRange(min=0), default=128, show_default=True, help="Default cap on generated tokens (a line's max_tokens wins); 0 gives empty completions."),
         click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True, help="Default temperature (0 = greedy; a line's temperature wins)."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
         click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True, help="auto = float32 on CPU, bfloat16 on CUDA."),
@@ -134,7 +134,8 @@ def policy_options(function):
 def predictor_option_list() -> list:
     return [
         click.option("--predictor", type=click.Choice(PREDICTOR_NAMES), default="learned", show_default=True,
-                     help="Output-length predictor of the policies that use one (oracles need --truth)."),
+                     help="Output-length predictor of the policies that use one (oracle / noisy-oracle need the true lengths: "
+                     "an earlier run's timing log)."),
         click.option("--predictor-sigma", type=float, default=None,
                      help="noisy-oracle: std of the log-normal error (default 0.5)."),
         click.option("--history", multiple=True, type=click.Path(exists=True, dir_okay=False),

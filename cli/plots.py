@@ -63,9 +63,26 @@ def _timeline(ax, label: str, records: list[dict]) -> None:
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([str(r.get("custom_id", "?")) for r in rows], fontsize=6)
     ax.invert_yaxis()  # first arrival on top
+    mark_runs(ax, records)
     ax.set_title(f"{label}: blue ran without preemption, red was preempted", fontsize=9)
     ax.set_xlabel("seconds since job start")
     ax.set_ylabel("custom_id (by arrival)")
+
+
+def run_starts(records: list[dict]) -> list[float]:
+    """Where each run after the first begins on the placed axis (its first arrival): a resumed
+    job's runs follow one another (hf_laps.runs)."""
+    firsts: dict = {}
+    for r in records:
+        epoch, arrival = r.get("run_epoch"), float(r.get("arrival", 0.0))
+        firsts[epoch] = min(firsts.get(epoch, arrival), arrival)
+    return sorted(firsts.values())[1:]
+
+
+def mark_runs(ax, records: list[dict]) -> None:
+    for x in run_starts(records):
+        ax.axvline(x, color="0.3", linestyle="--", linewidth=1)
+        ax.text(x, 1.0, " resumed", transform=ax.get_xaxis_transform(), fontsize=7, va="top")
 
 
 def occupancy(records: list[dict]) -> tuple[list[float], list[int], list[int]]:
@@ -92,6 +109,7 @@ def _occupancy(ax, label: str, records: list[dict]) -> None:
     times, waiting, running = occupancy(records)
     ax.step(times, waiting, where="post", color="0.5", label="waiting (no round yet)")
     ax.step(times, running, where="post", color="tab:red", label="in progress (started, not finished)")
+    mark_runs(ax, records)
     ax.set_title(f"{label}: {len(records)} requests", fontsize=9)
     ax.set_xlabel("seconds since job start")
     ax.set_ylabel("requests")

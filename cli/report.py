@@ -18,13 +18,33 @@ from pathlib import Path
 import click
 
 from hf_laps.cli.plots import plot_report
+from hf_laps.runs import place_runs
 from hf_laps.timing_log import read_timing_log as records_of
 
 
 def read_timing_log(path: str) -> list[dict]:
     """The finished requests of a log as dicts, read by the one timing-log reader (error records
-    skipped, last record per custom_id, torn tail tolerated)."""
-    return [r.to_json() for r in records_of(path) if r.finish is not None]
+    skipped, last record per custom_id, torn tail tolerated), the runs of a resumed job placed
+    one after the other (hf_laps.runs)."""
+    return place_runs([r.to_json() for r in records_of(path) if r.finish is not None])[0]
+
+
+def not_a_timing_log(path: str) -> str | None:
+    """What to say when `path` is `hf-laps run`'s results file, the usual mix-up, else None."""
+    import json
+
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(record, dict) and "custom_id" in record and ("response" in record or "error" in record)
+            and "rounds" not in record):
+        return None
+    timing = str(Path(path).with_suffix("")) + ".timing.jsonl"
+    return (f"{path} is a results file (hf-laps run -o); hf-laps report reads the timing log written next "
+            f"to it: {timing}")
 
 
 @click.command()
@@ -40,14 +60,16 @@ def report(timing_logs, plot_path):
         try:
             records = read_timing_log(path)
         except ValueError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {not_a_timing_log(path) or exc}", err=True)
             sys.exit(2)
         label = Path(path).name.removesuffix(".jsonl").removesuffix(".timing")
         if label in logs:
             label = path
         logs[label] = records
         policies = sorted({str(r.get("policy")) for r in records if r.get("policy")})
-        click.echo(f"== {path}  ({len(records)} requests; policy {', '.join(policies) or '?'})")
+        runs = len({r.get("run_epoch") for r in records})
+        resumed = f"; {runs} runs, one after the other" if runs > 1 else ""
+        click.echo(f"== {path}  ({len(records)} requests; policy {', '.join(policies) or '?'}{resumed})")
         if not records:
             click.echo("no finished requests in this log\n")
             continue

@@ -34,11 +34,13 @@ def quiet_progress_bars() -> None:
               "each): requests wait for admission while they do not fit; one that cannot fit alone gets an "
               "error line. Default: admit every request.")
 @click.option("--resume", is_flag=True, help="Keep the outputs and skip custom_ids already in the results file.")
+@click.option("--overwrite", is_flag=True, help="Start over when the results file already holds results (without "
+              "--resume or --overwrite a non-empty results file is refused, and left untouched).")
 @click.option("--ignore-arrivals", is_flag=True, help="Treat every line as arriving at time 0 (ignore arrival_time).")
 @click.option("--arrival-rate", type=float, default=None, help="Poisson arrivals at this many requests/s, in input order (seeded by --seed); overrides arrival_time.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True, help="Shard the job over N processes (one device each) with accelerate's launcher; see docs/tutorial-multi-device.md.")
-def run(input_path, results, no_progress, num_processes, **options):
+def run(input_path, results, no_progress, num_processes, overwrite, **options):
     """Run every request of INPUT (a JSONL file, or a dataset saved with save_to_disk) through
     speculative decoding, scheduled by --policy. Streams results and timing logs as requests
     finish; bad lines become error records; Ctrl-C stops at a round boundary (then --resume).
@@ -61,6 +63,9 @@ def run(input_path, results, no_progress, num_processes, **options):
         engine = config_from_options(EngineConfig, options)
         config = JobConfig(input=input_path, results=results, progress=not no_progress, scheduler=scheduler,
                            engine=engine, **options)
+        if launched_processes() == 1:  # a launched worker's parent (or user) already checked
+            preflight(config)  # the more specific errors (options, device, model) come first
+            refuse_to_truncate(results, options["resume"], overwrite)
         if num_processes > 1 and launched_processes() == 1:  # options checked: start N processes
             from hf_laps.cli.launch import relaunch
             from hf_laps.jobs.sharded import check_resumable
@@ -82,6 +87,28 @@ def run(input_path, results, no_progress, num_processes, **options):
         click.echo("aborted; rerun with --resume to finish", err=True)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(outcome.exit_code)
+
+
+def preflight(config) -> None:
+    """The job runner's own up-front checks (cheap, repeated there), before the results check."""
+    from hf_laps.preflight import check_device, check_model_location
+
+    check_device(config.device)
+    for name in (config.model, config.assistant) if config.assistant is not None else (config.model,):
+        check_model_location(name)
+
+
+def refuse_to_truncate(results: str, resume: bool, overwrite: bool) -> None:
+    """A finished job's results are never lost to a forgotten --resume: a non-empty results file
+    is only reopened with --resume (finish it) or --overwrite (start over)."""
+    from pathlib import Path
+
+    if resume and overwrite:
+        raise ValueError("--resume keeps the results file and --overwrite starts it over; give one")
+    path = Path(results)
+    if not (resume or overwrite) and path.is_file() and path.stat().st_size > 0:
+        raise ValueError(f"{results} already holds results; rerun with --resume to finish that job "
+                         "or --overwrite to start over (nothing was changed)")
 
 
 def final_line(config, outcome) -> str:

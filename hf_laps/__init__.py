@@ -15,6 +15,7 @@ _LAZY = {
     "GenerationState": "hf_laps.engine.state",
     "RoundResult": "hf_laps.engine.state",
     "LapsGenerator": "hf_laps.serving.generator",
+    "laps_generate": "hf_laps.serving.custom_generate",
     "make_policy": "hf_laps.scheduling",
 }
 

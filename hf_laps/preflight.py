@@ -8,8 +8,9 @@ cheaply up front:
   (`torch.cuda.is_available()`, the GPU index exists, `torch.backends.mps.is_available()`, ...);
 - the model location: a model named like a path must exist. A name is path-like when it starts
   with `/`, `.` or `~`, ends in `.gguf`, contains a backslash, or has a `/` but is not shaped
-  like a hub id (`namespace/name`, one slash, letters, digits, `-`, `_`, `.`). A hub id is not
-  looked up here: whether it can be downloaded (or is in the offline cache) is the loader's call.
+  like a hub id (`namespace/name`, one slash, letters, digits, `-`, `_`, `.`). A hub id must be
+  in the local cache when HF_HUB_OFFLINE is set or the hub cannot be reached (one connection
+  attempt, `hf_laps.models.hub_check`); whether it can be downloaded is the loader's call.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from hf_laps.models.hub_check import HubUnavailable, check_hub_id
 from hf_laps.models.loading import EMBEDDED_NAME, ModelLoadError, embedded_source
 
 # huggingface_hub's repo-id rule, loosely: one optional namespace, then the name
@@ -91,3 +93,9 @@ def check_model_location(name: str | None) -> None:
         return
     if looks_like_path(name):
         raise PreflightError(f"model path {name!r} does not exist")
+    if not _HUB_ID.match(name):
+        return  # not a hub id either: the loader says it could not load it
+    try:
+        check_hub_id(name)  # offline or unreachable: in the cache, or fail now (no retry storm)
+    except HubUnavailable as exc:
+        raise PreflightError(str(exc)) from None

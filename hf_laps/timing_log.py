@@ -12,7 +12,7 @@ and the workload tools all read logs back through `read_timing_log`. The on-disk
                # a batched round (B > 1) appends [..., batch_size, batch_tokens]
      "preemptions": 0, "switch_seconds": 0.0, "admit_seconds": 0.004, "busy_seconds": 2.1,
      "policy": "fcfs", "policy_final": {...}, "policy_events": [...], "metrics": {...},
-     "prompt": "...", "features": {...} | null}
+     "prompt": "...", "features": {...} | null, "run_epoch": 1767225600.0}   # Unix time of the run's t = 0
 
 Reading rules (the same for every reader): blank lines and records with an "error" key are
 skipped; when a custom_id appears more than once (a request re-run after a crash) its last
@@ -105,6 +105,7 @@ class TimingRecord:
     features: dict | None = None        # the length predictor's hidden-state features (codec)
     has_stop: bool = False              # the request had stop strings (a length-predictor feature)
     is_chat: bool = False               # its prompt went through a chat template (one too)
+    run_epoch: float | None = None      # Unix time of its run's clock zero (hf_laps.runs)
 
     @property
     def latency(self) -> float | None:
@@ -164,7 +165,7 @@ class TimingRecord:
 _REQUIRED = {"custom_id": str, "prompt_tokens": int, "output_tokens": int, "max_new_tokens": int}
 _OPTIONAL = {"arrival": float, "admitted": float, "start": float, "first_token": float, "finish": float,
              "finish_reason": str, "preemptions": int, "switch_seconds": float,
-             "admit_seconds": float, "policy": str, "prompt": str}
+             "admit_seconds": float, "policy": str, "prompt": str, "run_epoch": float}
 
 
 def _typed(record: dict, name: str, kind: type, where: str):

@@ -137,7 +137,7 @@ class ShardStatus:
 
     def describe(self) -> str:
         where = f"process {self.shard} on {self.host or '?'}, device {self.device or '?'}, pid {self.pid}"
-        return f"shard {self.shard} of {self.processes} ({where}) exited {self.exit_code}: {self.message or 'no message'}"
+        return f"shard {self.shard} of {self.processes} ({where}) exited {self.exit_code}: {self.message or ('finished' if self.exit_code == 0 else 'no message')}"
 
 
 def write_status(path: str, status: ShardStatus) -> None:

@@ -243,6 +243,24 @@ def build_generator(config: JobConfig):
     )
 
 
+class RunEpoch:
+    """Stamps each timing record with its run's `run_epoch`: the Unix time of the loop clock's
+    zero, so that the runs of a resumed job can be placed one after the other
+    (hf_laps.runs)."""
+
+    def __init__(self, loop_hook) -> None:
+        self.loop_hook, self.loop, self.epoch = loop_hook, None, None
+
+    def attach(self, loop) -> None:
+        self.loop = loop
+        self.loop_hook(loop)
+
+    def stamp(self, record: TimingRecord) -> dict:
+        if self.epoch is None:  # the loop's clock is running now (it is reset when the loop starts)
+            self.epoch = time.time() - self.loop.now()
+        return {**record.to_json(), "run_epoch": self.epoch}
+
+
 def _serve(config, todo, generator, results, timing, outcome, stop, policy) -> bool:
     """Run the requests; True when interrupted (Ctrl-C / SIGTERM) before all were written."""
     truth = load_truth(config.truth) if config.truth else {}
@@ -262,10 +280,11 @@ def _serve(config, todo, generator, results, timing, outcome, stop, policy) -> b
         outcome.failed += 1
     model_name = config.model or "SmolLM2-135M-Instruct (embedded)"
     finished = 0
-    for completion in generator.stream(submissions, loop_hook=stop.attach, policy=policy):
+    epoch = RunEpoch(stop.attach)
+    for completion in generator.stream(submissions, loop_hook=epoch.attach, policy=policy):
         request = by_id[completion.submission.request_id]
         if completion.ok:
-            timing.write(completion.record.to_json())  # before the result: the result is the commit
+            timing.write(epoch.stamp(completion.record))  # before the result: the result is the commit
             results.write(_success(request, completion, model_name))
             outcome.succeeded += 1
         else:

@@ -69,7 +69,10 @@ def run_sharded(config: JobConfig, on_warning: Callable[[str], None] | None = No
     status = _run_shard(_shard_config(config, spec, state), spec, on_warning if state.is_main_process else None)
     files.write_status(spec.status_path(config.results), status)
     if not state.is_main_process:
-        return JobOutcome(0, message=status.describe() + " (the main process reports the run)")
+        # the main process reports the run (its tally, Ctrl-C, ...); another one speaks only of
+        # its own failure, so a run prints each line once
+        quiet = status.completed or status.exit_code == EXIT_INTERRUPTED
+        return JobOutcome(0, message="" if quiet else status.describe() + " (the main process reports the run)")
     # interrupted itself: the launcher is stopping every process, wait only for their last words
     patience = STOPPING_SECONDS if status.exit_code == EXIT_INTERRUPTED else None
     return _finish(config, _wait_for_statuses(config.results, spec.count, patience), started)

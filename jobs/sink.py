@@ -141,6 +141,8 @@ def probe_writable(path: str | os.PathLike) -> None:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise SinkError(path, f"no such file or directory (ENOENT): folder {folder} is missing", errno_codes.ENOENT)
+        if _read_only(folder):  # os.access says "not writable" for both; the fix differs
+            raise SinkError(path, f"read-only file system (EROFS): folder {folder} is on one", errno_codes.EROFS)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise SinkError(path, f"permission denied (EACCES): folder {folder} is not writable", errno_codes.EACCES)
         return
@@ -154,6 +156,13 @@ def probe_writable(path: str | os.PathLike) -> None:
         raise SinkError(path, _reason(e), e.errno) from e
     finally:
         os.close(fd)  # releases the lock again
+
+
+def _read_only(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): os.access decides
+        return False
 
 
 def _lock(fd: int, path: str) -> None:

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any, Iterable
 
 from hf_laps.metrics import SpecMetrics
+from hf_laps.runs import place_runs
 from hf_laps.stats import latency_summary
 
 PERCENTILE_KEYS = ("mean", "p50", "p90", "p99")
@@ -60,13 +61,15 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
 
     Returns:
         requests; latency_/ttft_/queue_wait_ mean, p50, p90, p99 (seconds); makespan
-        (max finish - min arrival); prompt_tokens, output_tokens; tokens_per_second
+        (max finish - min arrival, the runs of a resumed job placed one after the other,
+        hf_laps.runs); runs (how many runs wrote the log); prompt_tokens, output_tokens; tokens_per_second
         (output tokens / makespan); num_spec_steps, num_draft_tokens,
         num_accepted_draft_tokens, mean_acceptance_length, draft_acceptance_rate,
         acceptance_histogram; preemptions, busy_seconds, switch_seconds,
         preemption_overhead; finish_reasons; wall_seconds, wall_tokens_per_second.
     """
-    recs = list(timing_records)
+    # a resumed job's runs each start at 0 on their own clock: one after the other on one axis
+    recs, runs = place_runs(list(timing_records))
     arrivals = [float(r.get("arrival", 0.0)) for r in recs]
     finishes = [float(r["finish"]) for r in recs if r.get("finish") is not None]
     latencies = [float(r["latency"]) if r.get("latency") is not None
@@ -85,7 +88,7 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
     busy = sum(float(r.get("busy_seconds", 0.0)) for r in recs)
     switch = sum(float(r.get("switch_seconds", 0.0)) for r in recs)
 
-    summary: dict[str, Any] = {"requests": len(recs)}
+    summary: dict[str, Any] = {"requests": len(recs), "runs": len(runs)}
     summary |= _spread(latencies, "latency")
     summary |= _spread(ttfts, "ttft")
     summary |= _spread(waits, "queue_wait")

@@ -38,7 +38,7 @@ def test_bench_on_the_tiny_model(tmp_path, tiny_model_dir):
     table = proc.stdout
     for name in POLICIES:
         assert f"\n{name} " in table
-    assert "laps-sd / srpt-oracle" in table and "gap closed" in table and "real/rep" in table and "real/self" in table
+    assert "laps-sd / srpt-oracle" in table and "fcfs->srpt-oracle gap" in table and "real/rep" in table and "real/self" in table
     assert all(r["self_replay_mean"] > 0 for r in json.loads((tmp_path / "b.json").read_text())["runs"])
     result = json.loads((tmp_path / "b.json").read_text())
     assert set(result["real"]) == set(result["replay"]) == set(POLICIES)

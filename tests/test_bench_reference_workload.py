@@ -40,7 +40,7 @@ def test_the_committed_reference_job_has_caps_equal_to_the_reference_lengths():
         assert line["messages"][0]["role"] == "user"
 
 
-@pytest.mark.skipif(bool(MISSING), reason=f"data packages missing: {MISSING}")
+@pytest.mark.skipif(bool(MISSING), reason=f"data packages missing: {MISSING}; {workloads.INSTALL_ALL}")
 def test_the_script_rebuilds_the_committed_job():
     committed = [json.loads(line) for line in open(REPO / "benchmarks/data/reference.jsonl", encoding="utf-8")]
     assert ref.build_reference(per_source=30, seed=0, cap=384) == committed

@@ -23,7 +23,7 @@ def test_results_in_input_order_and_exact(target, policy):
 
 
 def test_dataset_input_and_arrivals(target):
-    datasets = pytest.importorskip("datasets")
+    datasets = pytest.importorskip("datasets", reason="needs the datasets package: pip install datasets")
     data = datasets.Dataset.from_dict({"prompt": prompts(3)})
     gen = LapsGenerator(target, policy="fcfs", progress=False)
     results = gen.generate(data, arrivals=[0.0, 0.05, 0.1], max_new_tokens=5, do_sample=False)

@@ -128,7 +128,7 @@ def test_srpt_oracle_request_missing_from_truth_is_an_error_on_custom_id(tmp_pat
 
 
 def test_dataset_saved_to_disk_is_an_input(tmp_path, generator):
-    datasets = pytest.importorskip("datasets")
+    datasets = pytest.importorskip("datasets", reason="needs the datasets package: pip install datasets")
     data = datasets.Dataset.from_dict({"prompt": ["one two one two", "three four"], "max_tokens": [5, 6]})
     data.save_to_disk(str(tmp_path / "ds"))
     generator.policy_name = "laps-sd"

@@ -186,7 +186,9 @@ def test_a_model_that_fails_to_load_touches_nothing(tmp_path):
     (tmp_path / "not-a-model").mkdir()  # exists, so only loading finds out
     write_jsonl(tmp_path / "input.jsonl", JOB[:1])
     write_old_outputs(tmp_path)
-    proc = hf_laps("run", tmp_path / "input.jsonl", "-o", tmp_path / "results.jsonl", "--model", tmp_path / "not-a-model")
+    # --overwrite: even a run allowed to start over leaves the old outputs when the load fails
+    proc = hf_laps("run", tmp_path / "input.jsonl", "-o", tmp_path / "results.jsonl", "--model", tmp_path / "not-a-model",
+                   "--overwrite")
     assert proc.returncode == 2 and "could not load" in proc.stderr and "Traceback" not in proc.stderr
     assert "results:" not in proc.stdout
     assert_untouched(tmp_path)
@@ -206,7 +208,7 @@ def test_after_an_interrupt_no_summary_is_named_or_left_over(tmp_path, tiny_mode
     write_jsonl(tmp_path / "input.jsonl", lines)
     write_old_outputs(tmp_path)  # a summary of an earlier run must not survive as if it were this one's
     proc = subprocess.Popen([sys.executable, "-m", "hf_laps.cli.main", "run", "input.jsonl", "-o", "results.jsonl",
-                             "--model", str(tiny_model_dir), "--no-progress", "--policy", "fcfs"],
+                             "--model", str(tiny_model_dir), "--no-progress", "--policy", "fcfs", "--overwrite"],
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:

@@ -23,7 +23,8 @@ def test_looks_like_path(name, path_like):
 
 def test_check_model_location(tmp_path):
     check_model_location(None)  # the embedded default is installed here
-    check_model_location("meta-llama/Llama-2-7b-hf")  # a hub id is the loader's business
+    with pytest.raises(PreflightError, match="not in the local Hugging Face cache"):
+        check_model_location("meta-llama/Llama-2-7b-hf")  # HF_HUB_OFFLINE=1 here (conftest): cache only
     check_model_location(str(tmp_path))  # exists
     for missing in (tmp_path / "nope", "./nope", "nope.gguf"):
         with pytest.raises(PreflightError, match="does not exist"):

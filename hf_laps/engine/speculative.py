@@ -36,6 +36,7 @@ from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
 from hf_laps.engine.drafting import DraftModelBackend, PromptLookupBackend
 from hf_laps.engine.config import ContextWindowExceeded, EngineConfig
 from hf_laps.engine.features import FeatureConfig, make_prefill_features
+from hf_laps.engine.generation_fields import draft_length_option
 from hf_laps.metrics import SpecMetrics
 from hf_laps.engine.state import GenerationState, RoundResult, read_state_file, restore_cache
 
@@ -105,7 +106,8 @@ class SpeculativeEngine:
                 given; it is lowered to what fits the context window after the prompt.
             **generation_kwargs: transformers generation options (max_new_tokens, do_sample,
                 temperature, top_p, top_k, eos_token_id, stop_strings, logits_processor,
-                stopping_criteria, ...) plus `seed` for the request's own RNG.
+                stopping_criteria, ...) plus `seed` for the request's own RNG;
+                `num_assistant_tokens` / `prompt_lookup_num_tokens` set this request's draft length.
         Raises:
             ValueError: empty prompt, or a prompt that does not fit the context window.
             ContextWindowExceeded: an explicit max_new_tokens / max_length past the window.
@@ -116,10 +118,13 @@ class SpeculativeEngine:
             self._request_counter += 1
         kwargs = dict(generation_kwargs)
         seed = kwargs.pop("seed", None)
+        draft_length = draft_length_option(kwargs, self.draft.uses_model)
         if "max_new_tokens" not in kwargs and "max_length" not in kwargs:
             kwargs["max_new_tokens"] = self._fitted(default_max_new_tokens, int(input_ids.shape[1]))
         state = self._new_state(request_id, input_ids, kwargs)
         state.generator = self._generator(seed)
+        if draft_length is not None:  # this request's own n (transformers' per-call names)
+            state.draft_length = draft_length
         return state
 
     def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
@@ -184,7 +189,14 @@ class SpeculativeEngine:
         """
         kwargs = dict(kwargs)
         stop_strings = kwargs.pop("stop_strings", None)
+        # max_new_tokens=0 is an empty completion (finish_reason "length"); transformers refuses
+        # 0, so resolve with 1 and put the cap back to the prompt's end after
+        empty = kwargs.get("max_new_tokens") == 0
+        if empty:
+            kwargs["max_new_tokens"] = 1
         generation_config, processors, criteria = self.model.generate(input_ids, custom_generate=_capture, **kwargs)
+        if empty:
+            generation_config.max_new_tokens, generation_config.max_length = 0, int(input_ids.shape[1])
         if stop_strings:
             if self.tokenizer is None:
                 raise ValueError("stop_strings need a tokenizer; give the engine one")

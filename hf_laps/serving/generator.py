@@ -20,7 +20,8 @@ from hf_laps.scheduling.predictors.registry import build_predictor
 from hf_laps.serving.batch_executor import BatchEngineExecutor
 from hf_laps.serving.engine_executor import EngineExecutor
 from hf_laps.serving.executor import Completion, Submission
-from hf_laps.serving.inputs import PROMPT_COLUMNS, generation_options, normalise_prompts  # noqa: F401 (re-exported)
+from hf_laps.serving.inputs import (PROMPT_COLUMNS, generation_options, normalise_prompts,  # noqa: F401 (re-exported)
+                                    prompts_from_keywords)
 from hf_laps.serving.loop import ServingLoop
 from hf_laps.serving.progress import batch_progress
 from hf_laps.timing_log import TimingRecord
@@ -75,7 +76,7 @@ class LapsGenerator:
         scheduler_config: LAPS-SD / LAS queue knobs.
         predictor: a predictor name (oracle | noisy-oracle | learned) or instance, for lp-sjf and
             laps-sd; default `learned`, fitted on `history` timing logs if given.
-        predictor_options: kwargs of `build_predictor` (hf_laps.scheduling.predictor_registry:
+        predictor_options: kwargs of `build_predictor` (hf_laps.scheduling.predictors.registry:
             history, sigma, seed, exclude, and the predictor's own options).
         kv_budget_bytes: device bytes for paused requests' KV caches (None: keep all on device).
         kv_capacity_bytes: device bytes all running requests' KV caches may reach at worst; a
@@ -145,7 +146,7 @@ class LapsGenerator:
     # ---- generation ------------------------------------------------------------------------
     def generate(
         self,
-        prompts,
+        prompts=None,
         *,
         arrivals: Sequence[float] | None = None,
         column: str | None = None,
@@ -157,20 +158,27 @@ class LapsGenerator:
         Args:
             prompts: a list of texts, token-id lists or chat message lists, a
                 `datasets.Dataset` (column `prompt`, `messages` or `text`, or `column=`), or a
-                tokenizer's padded `BatchEncoding` (each row's unmasked ids are one prompt).
+                tokenizer's padded `BatchEncoding` (each row's unmasked ids are one prompt); or
+                leave it out and pass `input_ids=` (and `attention_mask=`) as `model.generate` takes
+                them.
             arrivals: seconds after start at which each prompt arrives (default all at 0).
             **generation_kwargs: transformers generation options for every prompt, optionally
                 `generation_config=GenerationConfig(...)` (explicit kwargs override it).
+                `num_assistant_tokens` / `prompt_lookup_num_tokens` set this call's draft length;
+                `num_return_sequences=n` (with sampling) gives n results per prompt, prompt-major,
+                ids "i-j", request j seeded `seed + j` when `seed` is given.
         Raises:
-            ValueError: a kwarg no request would use (e.g. a typo), before anything runs.
+            ValueError: a kwarg no request would use (e.g. a typo), or one asking for what
+                hf-laps cannot honour (`num_beams=3`, `output_scores=True`), before anything runs.
         """
-        items = normalise_prompts(prompts, column)
+        items = normalise_prompts(prompts_from_keywords(prompts, generation_kwargs), column)
         generation_kwargs = generation_options(generation_kwargs)
         if arrivals is not None and len(arrivals) != len(items):
             raise ValueError(f"{len(arrivals)} arrivals for {len(items)} prompts")
         submissions = [
-            self.submission(f"{index}", item, generation_kwargs, arrivals[index] if arrivals else 0.0)
+            self.submission(request_id, item, kwargs, arrivals[index] if arrivals else 0.0)
             for index, item in enumerate(items)
+            for request_id, kwargs in return_sequences(f"{index}", generation_kwargs)
         ]
         by_id = {}
         for completion in self.stream(submissions, progress=progress):
@@ -226,6 +234,26 @@ class LapsGenerator:
                 options.setdefault("features_model", self.engine.features.fingerprint)
             predictor = build_predictor(name, **options)
         return make_policy(self.policy_name, self.scheduler_config, predictor)
+
+
+def return_sequences(request_id: str, kwargs: dict) -> list[tuple[str, dict]]:
+    """(request id, kwargs) of each of the `num_return_sequences` requests of one prompt.
+
+    Like transformers, n > 1 needs sampling (greedy would return n copies); with a `seed`, copy j
+    gets `seed + j`, so the n samples differ and the call stays reproducible.
+    """
+    kwargs = dict(kwargs)
+    count = kwargs.pop("num_return_sequences", None) or 1
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"num_return_sequences must be an integer >= 1, got {count!r}")
+    if count == 1:
+        return [(request_id, kwargs)]
+    if not kwargs.get("do_sample"):
+        raise ValueError(f"num_return_sequences={count} needs do_sample=True (greedy decoding returns "
+                         "the same sequence every time), as in transformers")
+    seed = kwargs.get("seed")
+    return [(f"{request_id}-{j}", kwargs if seed is None else {**kwargs, "seed": int(seed) + j})
+            for j in range(count)]
 
 
 def _is_messages(prompt: Any) -> bool:

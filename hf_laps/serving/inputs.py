@@ -10,7 +10,10 @@ work here:
   batch becomes the prompt made of its unmasked ids, so padding never reaches the model;
 - `generation_config=`: its explicitly set fields (the ones that are not None) become the
   defaults of every request, explicit kwargs override them (transformers' own priority);
-- unknown kwargs: a ValueError naming them, before any request runs.
+- `input_ids=` / `attention_mask=` (or `inputs=`) as keywords, as `model.generate` takes them;
+- unknown kwargs, and options that would change the result in a way hf-laps cannot honour
+  (`num_beams=3`, `output_scores=True`, `streamer=`): a ValueError naming them, before any request
+  runs (`hf_laps.engine.generation_fields`).
 """
 from __future__ import annotations
 
@@ -19,10 +22,10 @@ from typing import Any
 
 from transformers import GenerationConfig
 
+from hf_laps.engine.generation_fields import check_options
+
 PROMPT_COLUMNS = ("prompt", "messages", "text")
 
-# generate() arguments besides GenerationConfig fields that a request can use
-REQUEST_ARGUMENTS = frozenset({"logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "seed"})
 # accepted for drop-in compatibility and ignored: the engine already holds the tokenizer
 IGNORED_ARGUMENTS = frozenset({"tokenizer"})
 # GenerationConfig bookkeeping, not a generation option
@@ -42,6 +45,24 @@ def normalise_prompts(prompts, column: str | None = None) -> list:
         return [row.tolist() for row in prompts]
     dataset_rows = _dataset_column(prompts, column)
     return dataset_rows if dataset_rows is not None else list(prompts)
+
+
+def prompts_from_keywords(prompts, kwargs: dict[str, Any]):
+    """`prompts`, or the batch given as transformers' keywords (`input_ids=` / `inputs=` and
+    `attention_mask=`), popped from `kwargs`: `generate(**tokenizer(texts, padding=True))`."""
+    ids = [kwargs.pop(name) for name in ("input_ids", "inputs") if kwargs.get(name) is not None]
+    mask = kwargs.pop("attention_mask", None)
+    if len(ids) + (prompts is not None) > 1:
+        raise TypeError("give the prompts once: positionally, as input_ids= or as inputs=")
+    if ids:
+        prompts = ids[0]
+    if prompts is None:
+        raise TypeError("generate() needs prompts (a list, a tokenizer's batch, or input_ids=)")
+    if mask is not None:
+        if isinstance(prompts, Mapping):
+            raise TypeError("attention_mask= is given twice: in the batch and as a keyword")
+        prompts = {"input_ids": prompts, "attention_mask": mask}
+    return prompts
 
 
 def _encoded_rows(encoding: Mapping) -> list[list[int]]:
@@ -91,8 +112,9 @@ def generation_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The per-request kwargs of one `generate()` call: config merged, then validated.
 
     Raises:
-        ValueError: a kwarg that is neither a GenerationConfig field nor a generate() argument a
-            request can use (a misspelt `max_new_token=5` lands here), named in the message.
+        ValueError: a kwarg hf-laps does not use (a misspelt `max_new_token=5` lands here), or one
+            that asks for what it cannot honour (`num_beams=3`), named in the message
+            (`hf_laps.engine.generation_fields`).
         TypeError: `generation_config` that is not a GenerationConfig.
     """
     kwargs = dict(kwargs)
@@ -100,14 +122,7 @@ def generation_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     merged = {**config_fields(config), **kwargs} if config is not None else kwargs
     for name in IGNORED_ARGUMENTS:
         merged.pop(name, None)
-    unused = sorted(set(merged) - known_options())
-    if unused:
-        raise ValueError(
-            f"The following generation kwargs are not used by hf-laps: {unused} (note: typos in "
-            "the generate arguments show up in this list; valid ones are GenerationConfig fields, "
-            "logits_processor, stopping_criteria, prefix_allowed_tokens_fn and seed)"
-        )
-    return merged
+    return check_options(merged)
 
 
 def config_fields(config: GenerationConfig) -> dict[str, Any]:
@@ -119,8 +134,3 @@ def config_fields(config: GenerationConfig) -> dict[str, Any]:
         for name, value in config.to_dict().items()
         if value is not None and name not in CONFIG_BOOKKEEPING
     }
-
-
-def known_options() -> frozenset[str]:
-    fields = set(GenerationConfig().to_dict()) - CONFIG_BOOKKEEPING
-    return frozenset(fields) | REQUEST_ARGUMENTS
