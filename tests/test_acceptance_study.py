@@ -8,6 +8,8 @@ import pytest
 from hf_laps.replay.replayer import ParametricCost, simulate
 from hf_laps.replay.traces import load_traces
 
+pytestmark = pytest.mark.torchfree
+
 REPO = Path(__file__).resolve().parents[1]
 LOG = REPO / "benchmarks" / "data" / "code-30.fcfs.timing.jsonl"
 

@@ -35,6 +35,7 @@ def lp_sjf_order(traces):
     return simulate(traces, make_policy("lp-sjf", predictor=LearnedPredictor())).completion_order()
 
 
+@pytest.mark.torchfree
 def test_a_visible_reference_cap_leaks_the_length_and_hiding_it_stops_the_leak(tmp_path):
     traces = reference_like()
     fcfs = simulate(traces, "fcfs").completion_order()
@@ -51,12 +52,14 @@ def test_a_visible_reference_cap_leaks_the_length_and_hiding_it_stops_the_leak(t
     assert simulate(hidden, "srpt-oracle").mean_latency == pytest.approx(simulate(traces, "srpt-oracle").mean_latency)
 
 
+@pytest.mark.torchfree
 def test_a_hidden_cap_below_a_recorded_length_is_refused():
     traces = reference_like()
     with pytest.raises(ValueError, match="below a recorded length"):
         hide_cap(traces, cap=max(t.output_tokens for t in traces) - 1)
 
 
+@pytest.mark.torchfree
 def test_streams_resample_in_epochs_with_unique_ids():
     traces = synthetic_traces(7, seed=1)
     stream = resampled_stream(traces, 20, seed=4)
@@ -68,6 +71,7 @@ def test_streams_resample_in_epochs_with_unique_ids():
     assert sorted(t.custom_id for t in whole) == sorted(t.custom_id for t in traces)
 
 
+@pytest.mark.torchfree
 def test_scenarios_cap_burst_sizes_and_flag_resampling():
     traces = synthetic_traces(12, seed=2)
     scenarios = build_scenarios(traces, bursts=(5, 30, 40), utilisations=(0.5, 0.9), poisson_requests=20, seeds=(0, 1, 2))
@@ -86,6 +90,7 @@ def small_result():
     return run_headline({"syn": synthetic_traces(12, tail="heavy", seed=2)}, SMALL)
 
 
+@pytest.mark.torchfree
 def test_every_policy_meets_every_predictor_in_every_cell(small_result):
     rows = small_result.rows
     cells = {(r.scenario, r.predictor) for r in rows}
@@ -94,6 +99,7 @@ def test_every_policy_meets_every_predictor_in_every_cell(small_result):
         assert sorted(r.policy for r in rows if (r.scenario, r.predictor) == (scenario, predictor)) == sorted(policy_names())
 
 
+@pytest.mark.torchfree
 def test_ratios_are_taken_to_the_right_references(small_result):
     for cell in {(r.scenario, r.predictor) for r in small_result.rows}:
         rows = {r.policy: r for r in small_result.rows if (r.scenario, r.predictor) == cell}
@@ -108,6 +114,7 @@ def test_ratios_are_taken_to_the_right_references(small_result):
             assert row.over_srpt == pytest.approx(row.mean / rows[REFERENCE].mean)
 
 
+@pytest.mark.torchfree
 def test_policies_without_a_predictor_run_once_and_the_oracle_lp_sjf_is_sjf(small_result):
     rows = small_result.rows
     for policy in ("fcfs", "las", REFERENCE):
@@ -117,6 +124,7 @@ def test_policies_without_a_predictor_run_once_and_the_oracle_lp_sjf_is_sjf(smal
     assert all(r.preemptions == 0 for r in rows if r.policy in ("fcfs", "lp-sjf"))
 
 
+@pytest.mark.torchfree
 def test_summary_goals_follow_the_worst_cells(small_result):
     summaries = summarize(small_result)
     assert len(summaries) == len(SMALL.predictors) * len(policy_names())
@@ -139,6 +147,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
 
 
+@pytest.mark.torchfree
 def test_cli_replays_a_reference_recording_with_the_cap_hidden(tmp_path):
     record = tmp_path / "ref.timing.jsonl"
     dump_traces(reference_like(8), record)
@@ -158,6 +167,7 @@ def test_cli_replays_a_reference_recording_with_the_cap_hidden(tmp_path):
     assert burst["hidden"]["lp-sjf"] == pytest.approx(burst["hidden"]["fcfs"])
 
 
+@pytest.mark.torchfree
 def test_cli_refuses_a_job_and_recordings_together_and_bad_predictors(tmp_path):
     record = tmp_path / "rec.timing.jsonl"
     dump_traces(synthetic_traces(4, seed=0), record)

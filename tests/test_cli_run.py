@@ -22,6 +22,7 @@ def hf_laps(*args, timeout=600):
     )
 
 
+@pytest.mark.torchfree
 def test_help_lists_every_option():
     out = hf_laps("run", "--help").stdout
     for flag in ("--output", "--timing-log", "--summary", "--policy", "--model", "--assistant", "--draft-length",

@@ -6,6 +6,10 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.torchfree
+
 REPO = Path(__file__).resolve().parents[1]
 DESIGN = REPO / "docs" / "design.md"
 TEXT_SUFFIXES = {".py", ".md", ".ini", ".cfg", ".toml", ".sh", ".txt", ".yml", ".yaml"}

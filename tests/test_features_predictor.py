@@ -11,6 +11,8 @@ from hf_laps.scheduling import RequestSpec, make_predictor
 from hf_laps.scheduling.predictors.feature_codec import encode_features
 from hf_laps.scheduling.predictors.hidden import HiddenStatePredictor
 
+pytestmark = pytest.mark.torchfree
+
 DIM = 8
 MODEL = "TinyModel:h64:layer1/2:d4:seed0:w00000000"
 

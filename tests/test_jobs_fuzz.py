@@ -25,6 +25,8 @@ from hf_laps.jobs.requests import (
     CHAT, COMPLETIONS, INTERNAL_ERROR, JobRequest, LineError, read_requests,
 )
 
+pytestmark = pytest.mark.torchfree
+
 settings.register_profile(
     "ci", deadline=None, max_examples=60, database=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -7,6 +7,8 @@ import pytest
 
 from hf_laps.jobs.summary import format_summary_table, summarize
 
+pytestmark = pytest.mark.torchfree
+
 R1 = {
     "custom_id": "a", "arrival": 0.0, "start": 0.0, "first_token": 0.5, "finish": 2.0,
     "latency": 2.0, "queue_wait": 0.0, "prompt_tokens": 10, "output_tokens": 20,

@@ -55,6 +55,7 @@ def write_plugin(root: Path) -> Path:
     return root
 
 
+@pytest.mark.torchfree
 def test_the_builtin_entries_state_their_facts():
     assert POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins")
     assert set(baseline_names()) >= {"fcfs", "las", "lp-sjf"}
@@ -64,6 +65,7 @@ def test_the_builtin_entries_state_their_facts():
         make_policy("nope")
 
 
+@pytest.mark.torchfree
 def test_a_registered_policy_replays_like_any_other(tmp_path):
     sys.path.insert(0, str(tmp_path))
     (tmp_path / "toy_policy.py").write_text(TOY_MODULE)

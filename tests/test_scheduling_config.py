@@ -5,6 +5,8 @@ import pytest
 
 from hf_laps.scheduling import SchedulerConfig, make_policy
 
+pytestmark = pytest.mark.torchfree
+
 
 def test_defaults_are_the_documented_values():
     cfg = SchedulerConfig()

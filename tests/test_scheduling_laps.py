@@ -6,6 +6,8 @@ import pytest
 from hf_laps.scheduling import RequestSpec, RoundReport, SchedulerConfig, make_policy, make_predictor
 from hf_laps.scheduling.policies.stability import StabilityTest
 
+pytestmark = pytest.mark.torchfree
+
 
 def spec(rid, arrival=0.0, out=100, max_new=1000):
     return RequestSpec(rid, arrival, 10, max_new, true_output_tokens=out)

@@ -6,6 +6,8 @@ import pytest
 from hf_laps.scheduling import (POLICY_NAMES, RequestSpec, RoundReport, make_policy,
                                 make_predictor)
 
+pytestmark = pytest.mark.torchfree
+
 
 def spec(rid, arrival=0.0, out=10, service=1.0, max_new=100):
     return RequestSpec(rid, arrival, prompt_tokens=20, max_new_tokens=max_new, prompt=f"say {rid}",

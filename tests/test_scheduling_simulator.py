@@ -11,6 +11,8 @@ from hf_laps.replay.traces import Trace
 from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.scheduling.policies.base import BasePolicy
 
+pytestmark = pytest.mark.torchfree
+
 
 
 def predictor_for(name, kind="noisy"):

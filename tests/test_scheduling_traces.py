@@ -9,6 +9,8 @@ from hf_laps.scheduling.predictors.base import load_length_examples
 from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.replay.synthetic import ACCEPTANCE
 
+pytestmark = pytest.mark.torchfree
+
 
 def write(path, records):
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))

@@ -64,6 +64,7 @@ def records(path: Path) -> dict:
 
 # ---- the plan ------------------------------------------------------------------------------
 
+@pytest.mark.torchfree
 def test_plan_balances_predicted_work_not_line_count(tmp_path):
     job = tmp_path / "job.jsonl"
     # one long request and six short ones: by line count shard 0 would get the long one and
@@ -78,6 +79,7 @@ def test_plan_balances_predicted_work_not_line_count(tmp_path):
     assert plan_shards(requests, 2, 128) == plan  # every process computes the same plan
 
 
+@pytest.mark.torchfree
 def test_shards_partition_requests_and_line_errors_go_to_shard_zero(tmp_path):
     job = tmp_path / "job.jsonl"
     write_job(job, n=20)
@@ -90,6 +92,7 @@ def test_shards_partition_requests_and_line_errors_go_to_shard_zero(tmp_path):
         assert [r.line_no for r in mine] == sorted(r.line_no for r in mine)
 
 
+@pytest.mark.torchfree
 def test_manifest_refuses_another_job_version_or_process_count():
     earlier = Manifest("0.1.0", "a" * 64, 2, "p" * 64, "job.jsonl")
     earlier.check_resumable(earlier, "r.jsonl")  # the same run resumes
@@ -101,6 +104,7 @@ def test_manifest_refuses_another_job_version_or_process_count():
         earlier.check_resumable(Manifest("0.1.0", "a" * 64, 3, "p" * 64, "job.jsonl"), "r.jsonl")
 
 
+@pytest.mark.torchfree
 def test_merge_refuses_a_key_in_two_shards_and_keeps_the_target(tmp_path):
     shards = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     shards[0].write_text('{"custom_id": "x"}\n{"custom_id": "y"}\n')
