@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Deterministic, and no contention between the two CI cores and pytest workers. Set through the
 # environment rather than torch.set_num_threads so this file never imports torch: torch reads
@@ -42,6 +43,16 @@ def _check_installed() -> None:
 
 
 _check_installed()
+
+# Hypothesis profiles. "ci" (the default) is derandomised: every run draws the same examples, so a
+# red test is a change in the code, not a new draw. "nightly" draws fresh random examples, 10x as
+# many: HF_LAPS_FUZZ_PROFILE=nightly pytest tests/test_jobs_fuzz.py
+settings.register_profile(
+    "ci", deadline=None, max_examples=60, database=None, print_blob=True, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.large_base_example, HealthCheck.filter_too_much])
+settings.register_profile("nightly", settings.get_profile("ci"), max_examples=600, derandomize=False)
+settings.load_profile(os.environ.get("HF_LAPS_FUZZ_PROFILE", "ci"))
 NOTORCH = Path(__file__).resolve().parent / "notorch"
 
 
