@@ -3,15 +3,14 @@ and the command line, on small synthetic recordings (no model)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from helpers import hf_laps
 from hf_laps.replay.headline import BASELINES, REFERENCE, HeadlineConfig, run_headline
 from hf_laps.replay.scenarios import (HIDDEN_CAP, build_scenarios, hide_cap, load_recording,
                                               resampled_stream)
@@ -141,10 +140,7 @@ def test_summary_goals_follow_the_worst_cells(small_result):
     assert len(data["cells"]) == len(small_result.rows) and data["recordings"]["syn"]["requests"] == 12
 
 
-def run_cli(*args):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "hf_laps.cli.main", "bench", *args],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+run_cli = partial(hf_laps, "bench", timeout=300, env={"OMP_NUM_THREADS": "1"}, cwd=REPO)
 
 
 @pytest.mark.torchfree

@@ -20,7 +20,7 @@ from hf_laps.timing_log import RoundRecord
 from hf_laps.replay.traces import dump_traces, load_traces
 from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.timing_log import TimingRecord, read_timing_log
-from test_scheduling_simulator import predictor_for
+from helpers import predictor_for
 from tiny_models import prompts, tiny_target
 
 B1_LOG = "benchmarks/data/mixed-30.fcfs.timing.jsonl"

@@ -10,16 +10,10 @@ from hf_laps.timing_log import RoundRecord
 from hf_laps.replay.traces import Trace
 from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.scheduling.policies.base import BasePolicy
+from helpers import predictor_for
 
 pytestmark = pytest.mark.torchfree
 
-
-
-def predictor_for(name, kind="noisy"):
-    if name not in ("lp-sjf", "laps-sd"):
-        return None
-    return make_predictor("noisy-oracle", sigma=0.5, seed=7) if kind == "noisy" else \
-        make_predictor("oracle")
 
 
 def sim(traces, name, kind="noisy", config=None, switch_cost=0.0):
