@@ -27,7 +27,7 @@ from pathlib import Path
 from hf_laps.jobs.requests import load_requests
 from hf_laps.jobs.runner import JobConfig, build_generator, run_job
 from hf_laps.jobs.summary import summarize
-from hf_laps.replay.headline import BASELINES, REFERENCE
+from hf_laps.replay.headline import REFERENCE, best_of_names
 from hf_laps.replay.replayer import ParametricCost, simulate
 from hf_laps.scheduling import (LearnedPredictor, Policy, SchedulerConfig, baseline_names, make_policy, make_predictor, mape, policy_entry, policy_names)
 from hf_laps.replay.traces import load_traces
@@ -282,13 +282,13 @@ def _laps_headline(means: dict) -> dict:
 
 def _beyond_headline(means: dict) -> dict:
     """policy -> {best_baseline, over_best, over_srpt} for the policies beyond the paper."""
-    compared = {b: means[b] for b in BASELINES if b in means}
+    compared = {b: means[b] for b in best_of_names() if b in means}
     if not compared:
         return {}
     best = min(compared, key=compared.get)
     out = {}
     for name, mean_latency in means.items():
-        if name in BASELINES or name == REFERENCE or name in baseline_names():
+        if name in best_of_names() or name == REFERENCE:
             continue
         out[name] = {"best_baseline": best, "over_best": mean_latency / compared[best],
                      "over_srpt": mean_latency / means[REFERENCE] if REFERENCE in means else None}
@@ -335,7 +335,7 @@ def format_bench_table(result: dict) -> str:
             lines.append(f"{source + ':':<8}" + "   ".join(parts))
         for name, b in h.get("beyond", {}).items():
             srpt = "" if b["over_srpt"] is None else f"   {name} / srpt-oracle = {b['over_srpt']:.3f}"
-            lines.append(f"{source + ':':<8}{name} / best of {','.join(BASELINES)} ({b['best_baseline']}) = "
+            lines.append(f"{source + ':':<8}{name} / best of {','.join(best_of_names())} ({b['best_baseline']}) = "
                          f"{b['over_best']:.3f}{srpt}")
     lines.append("times in seconds; TTFT = mean; replay = simulated mean latency on the recorded traces (real/rep: the real "
                  "mean over it); real/self = real mean over the simulator replaying that run's own rounds; L MAPE = length "
