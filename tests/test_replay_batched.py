@@ -232,7 +232,7 @@ def test_a_real_batched_run_replays_at_its_own_batch_size():
     exact = simulate(traces, "fcfs", cost=RecordedCost(batch=RecordedBatches(fit)), max_batch_size=4)
     assert exact.mean_latency == pytest.approx(real, rel=0.01)
     # the fit prices every batch alike: the same work in the same time (makespan), while the
-    # machine's load, which grew during the recording, is averaged (docs/replay-batched.md)
+    # machine's load, which grew during the recording, is averaged (docs/studies/replay-batched.md)
     fitted = simulate(traces, "fcfs", max_batch_size=4)
     assert fitted.makespan == pytest.approx(max(r.finish for r in records), rel=0.02)
     assert fitted.mean_latency == pytest.approx(real, rel=0.15)
