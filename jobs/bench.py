@@ -96,9 +96,6 @@ class Probe(Policy):
             if why.get("perceptible") and why.get("t_rem") is not None:
                 self.estimate[rid] = (self.rounds[rid], why["t_rem"], why["l_hat"])
 
-    def should_preempt(self, running_id, now):
-        return self.inner.should_preempt(running_id, now)
-
     def explain(self, request_id):
         return self.inner.explain(request_id)
 

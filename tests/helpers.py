@@ -82,3 +82,8 @@ QUESTIONS = [
 def chat(tokenizer, question: str) -> str:
     messages = [{"role": "user", "content": question}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def completion_order(result) -> list[str]:
+    """A replay's (SimulationResult's) request ids by finish time, ties in input order."""
+    return [r.custom_id for r in sorted(result.requests, key=lambda r: r.finish)]

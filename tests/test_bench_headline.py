@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.headline_goals import goals_met
-from helpers import hf_laps
+from helpers import completion_order, hf_laps
 from hf_laps.replay.headline import REFERENCE, HeadlineConfig, best_of_names, run_headline
 from hf_laps.replay.scenarios import (HIDDEN_CAP, build_scenarios, hide_cap, load_recording,
                                               resampled_stream)
@@ -32,13 +32,13 @@ def reference_like(n: int = 10, seed: int = 3):
 
 
 def lp_sjf_order(traces):
-    return simulate(traces, make_policy("lp-sjf", predictor=LearnedPredictor())).completion_order()
+    return completion_order(simulate(traces, make_policy("lp-sjf", predictor=LearnedPredictor())))
 
 
 @pytest.mark.torchfree
 def test_a_visible_reference_cap_leaks_the_length_and_hiding_it_stops_the_leak(tmp_path):
     traces = reference_like()
-    fcfs = simulate(traces, "fcfs").completion_order()
+    fcfs = completion_order(simulate(traces, "fcfs"))
     # before any request finishes the learned predictor says max_new_tokens: with the cap
     # visible that IS the true length, so lp-sjf orders like an oracle
     assert lp_sjf_order(traces) == [t.custom_id for t in sorted(traces, key=lambda t: t.output_tokens)]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import completion_order
 from hf_laps.replay.replayer import simulate
 from hf_laps.scheduling import (POLICY_NAMES, baseline_names, make_policy, policy_entry, policy_names, register_policy, unregister_policy)
 from hf_laps.replay.synthetic import synthetic_traces
@@ -76,7 +77,7 @@ def test_a_registered_policy_replays_like_any_other(tmp_path):
         with pytest.raises(ValueError, match="already registered"):
             register_policy(toy_policy.ENTRY)
         traces = synthetic_traces(6, seed=1)
-        order = simulate(traces, "latest-first").completion_order()
+        order = completion_order(simulate(traces, "latest-first"))
         # all arrive at 0: the last admitted runs first, and each runs to completion
         assert order == [t.custom_id for t in reversed(traces)]
     finally:

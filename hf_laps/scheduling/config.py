@@ -8,7 +8,7 @@ CLI flags (`num_queues` -> `--num-queues`), generated from the dataclass with ea
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 ATTAINED_UNITS = ("seconds", "rounds")
 
@@ -173,18 +173,6 @@ class SchedulerConfig:
     def as_dict(self) -> dict:
         """JSON-able copy (for the timing log header)."""
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "SchedulerConfig":
-        """The inverse of as_dict (the nested gittins knobs come back as a GittinsConfig)."""
-        values = dict(values)
-        if isinstance(values.get("gittins"), dict):
-            values["gittins"] = GittinsConfig(**values["gittins"])
-        return cls(**values)
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
 
 def _is_number(value: object) -> bool:
