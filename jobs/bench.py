@@ -180,7 +180,7 @@ def real_run(cfg: BenchConfig, generator, name: str, tag: str, truth_path: str |
     if outcome.exit_code != 0:
         raise RuntimeError(f"{name} run failed (exit {outcome.exit_code}): {outcome.message}; see {job.results}")
     records = read_timing_log(job.timing_log)
-    summary = summarize([r.to_json() for r in records], wall_seconds=wall)
+    summary = summarize(records, wall_seconds=wall)
     # the replayer on this run's own rounds, same policy: real / self-replay isolates the cost
     # model's fidelity from the machine's drift between the recording and this run
     traces = load_traces(job.timing_log)
