@@ -53,8 +53,9 @@ def summarize(timing_records: Iterable[TimingRecord | dict], *,
 
     Args:
         timing_records: one TimingRecord per finished request, as
-            `hf_laps.timing_log.read_timing_log` returns them (it keeps the last record of a custom_id logged twice: the one place
-            that rule lives). A dict (a log line's JSON) is parsed with `TimingRecord.from_json`.
+            `hf_laps.timing_log.read_timing_log` returns them (it keeps the last record of a
+            custom_id logged twice: the one place that rule lives). A dict (a log line's JSON)
+            is parsed with `TimingRecord.from_json`.
         wall_seconds: the job's wall-clock time, if known (adds wall_tokens_per_second).
 
     Returns:
