@@ -10,7 +10,7 @@ gives for it, counted with the embedded SmolLM2 tokenizer. Two files:
   HumanEval and WritingBench, shuffled, each a job line {"custom_id", "messages", "max_tokens",
   "reference_tokens"} with max_tokens = min(reference_tokens, --cap): recorded for real
   (benchmarks/record_features.py, no --prefill-only), then replayed with the cap HIDDEN from
-  the scheduler (`hf_laps.replay.scenarios.load_recording(..., hidden_cap=HIDDEN_CAP)`).
+  the scheduler (`hf_laps.replay.scenarios.load_recording(..., hidden_cap=4096)`, `hf-laps bench --hide-cap`).
 
 Reference replies per source:
   - ShareGPT: the gpt turn that followed the first human turn (prompt English, 8-1000 chars);

@@ -1,4 +1,4 @@
-"""Sweeps for docs/benchmarks.md by replaying REAL recorded traces in the simulator (cheap).
+"""Sweeps for docs/studies/benchmarks.md by replaying REAL recorded traces in the simulator (cheap).
 
     python benchmarks/replay_study.py mixed=rec/mixed-30.timing.jsonl [code=rec/code-30.timing.jsonl ...] [--split]
 

@@ -1,4 +1,4 @@
-"""Simulation study of LAPS-SD against its baselines on synthetic workloads (issue 3 item 7).
+"""Simulation study of LAPS-SD against its baselines on synthetic workloads.
 
     python -m benchmarks.sim_study [--burst-seeds 10] [--poisson-seeds 3]
                                       [--poisson-requests 200] [--switch-per-token 0]

@@ -66,7 +66,7 @@ def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poiss
 
     With --replay REC (and no INPUT): the headline table of recordings, replayed only (no model):
     every policy x predictor in bursts and Poisson streams, ratios to the best baseline and to
-    srpt-oracle, p99 and preemptions, and issue 13's goals per policy."""
+    srpt-oracle, p99 and preemptions, summarised per policy by its worst cells."""
     headline_options = dict(hide_cap=hide_cap, predictors=predictors, bursts=bursts, utilisations=utilisations,
                             poisson_requests=poisson_requests, seeds=seeds, cells=cells, policies=policies,
                             history=history, json_path=json_path)

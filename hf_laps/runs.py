@@ -14,7 +14,10 @@ measured within the run that finished it) do not change.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass, replace
+from typing import Any, TypeVar
+
+Record = TypeVar("Record")  # a TimingRecord, or its JSON line as a dict
 
 TIME_KEYS = ("arrival", "admitted", "start", "first_token", "finish")
 
@@ -26,9 +29,9 @@ class PlacedRun:
     requests: int
 
 
-def place_runs(records: list[dict]) -> tuple[list[dict], list[PlacedRun]]:
+def place_runs(records: list[Record]) -> tuple[list[Record], list[PlacedRun]]:
     """(records with every time shifted onto the job's axis, the runs in axis order)."""
-    groups: dict[float | None, list[dict]] = {}
+    groups: dict[float | None, list[Record]] = {}
     for record in records:
         groups.setdefault(_epoch(record), []).append(record)
     offsets = _offsets({epoch: _end(group) for epoch, group in groups.items()})
@@ -54,16 +57,21 @@ def _offsets(ends: dict[float | None, float]) -> dict[float | None, float]:
     return offsets
 
 
-def _epoch(record: dict) -> float | None:
-    value = record.get("run_epoch")
+def _value(record: Any, key: str):
+    return getattr(record, key) if is_dataclass(record) else record.get(key)
+
+
+def _epoch(record: Any) -> float | None:
+    value = _value(record, "run_epoch")
     return float(value) if value is not None else None
 
 
-def _end(records: list[dict]) -> float:
-    return max((float(r[key]) for r in records for key in TIME_KEYS if r.get(key) is not None), default=0.0)
+def _end(records: list[Any]) -> float:
+    return max((float(_value(r, key)) for r in records for key in TIME_KEYS if _value(r, key) is not None), default=0.0)
 
 
-def _shifted(record: dict, offset: float) -> dict:
+def _shifted(record: Record, offset: float) -> Record:
     if offset == 0.0:
         return record
-    return {**record, **{key: float(record[key]) + offset for key in TIME_KEYS if record.get(key) is not None}}
+    moved = {key: float(_value(record, key)) + offset for key in TIME_KEYS if _value(record, key) is not None}
+    return replace(record, **moved) if is_dataclass(record) else {**record, **moved}

@@ -93,7 +93,7 @@ class TimingRecord:
     start: float | None = None          # its first round began
     first_token: float | None = None    # end of the first round that emitted a token
     finish: float | None = None
-    finish_reason: str | None = None    # "stop" (EOS or a stop string) | "length"
+    finish_reason: str | None = None    # "eos" | "stop" (a stop string) | "length"
     preemptions: int = 0                # times another request ran while it was unfinished
     switch_seconds: float = 0.0         # moving its KV caches to / from the CPU (parking)
     admit_seconds: float = 0.0          # tokenising and validating it at admission

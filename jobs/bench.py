@@ -27,7 +27,7 @@ from pathlib import Path
 from hf_laps.jobs.requests import load_requests
 from hf_laps.jobs.runner import JobConfig, build_generator, run_job
 from hf_laps.jobs.summary import summarize
-from hf_laps.replay.headline import BASELINES, REFERENCE
+from hf_laps.replay.headline import REFERENCE, best_of_names
 from hf_laps.replay.replayer import ParametricCost, simulate
 from hf_laps.replay.traces import load_traces
 from hf_laps.scheduling import Policy, SchedulerConfig, baseline_names, make_policy, mape, policy_entry, policy_names
@@ -95,9 +95,6 @@ class Probe(Policy):
             why = self.inner.explain(rid)
             if why.get("perceptible") and why.get("t_rem") is not None:
                 self.estimate[rid] = (self.rounds[rid], why["t_rem"], why["l_hat"])
-
-    def should_preempt(self, running_id, now):
-        return self.inner.should_preempt(running_id, now)
 
     def explain(self, request_id):
         return self.inner.explain(request_id)
@@ -178,7 +175,7 @@ def real_run(cfg: BenchConfig, generator, name: str, tag: str, truth_path: str |
     if outcome.exit_code != 0:
         raise RuntimeError(f"{name} run failed (exit {outcome.exit_code}): {outcome.message}; see {job.results}")
     records = read_timing_log(job.timing_log)
-    summary = summarize([r.to_json() for r in records], wall_seconds=wall)
+    summary = summarize(records, wall_seconds=wall)
     # the replayer on this run's own rounds, same policy: real / self-replay isolates the cost
     # model's fidelity from the machine's drift between the recording and this run
     traces = load_traces(job.timing_log)
@@ -286,13 +283,13 @@ def _laps_headline(means: dict) -> dict:
 
 def _beyond_headline(means: dict) -> dict:
     """policy -> {best_baseline, over_best, over_srpt} for the policies beyond the paper."""
-    compared = {b: means[b] for b in BASELINES if b in means}
+    compared = {b: means[b] for b in best_of_names() if b in means}
     if not compared:
         return {}
     best = min(compared, key=compared.get)
     out = {}
     for name, mean_latency in means.items():
-        if name in BASELINES or name == REFERENCE or name in baseline_names():
+        if name in best_of_names() or name == REFERENCE:
             continue
         out[name] = {"best_baseline": best, "over_best": mean_latency / compared[best],
                      "over_srpt": mean_latency / means[REFERENCE] if REFERENCE in means else None}
@@ -342,7 +339,7 @@ def format_bench_table(result: dict) -> str:
             lines.append(f"{source + ':':<8}" + "   ".join(parts))
         for name, b in h.get("beyond", {}).items():
             srpt = "" if b["over_srpt"] is None else f"   {name} / srpt-oracle = {b['over_srpt']:.3f}"
-            lines.append(f"{source + ':':<8}{name} / best of {','.join(BASELINES)} ({b['best_baseline']}) = "
+            lines.append(f"{source + ':':<8}{name} / best of {','.join(best_of_names())} ({b['best_baseline']}) = "
                          f"{b['over_best']:.3f}{srpt}")
     lines.append("times in seconds; TTFT = mean; replay = simulated mean latency on the recorded traces (real/rep: the real "
                  "mean over it); real/self = real mean over the simulator replaying that run's own rounds; L MAPE = length "

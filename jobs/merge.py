@@ -73,7 +73,7 @@ def merge_shards(*, results: str, timing_log: str, summary: str, count: int, pol
     specs = [ShardSpec(k, count) for k in range(count)]
     merge_results([spec.results_path(results) for spec in specs], results)
     merge_lines([spec.timing_path(results) for spec in specs], timing_log)
-    merged = summarize([r.to_json() for r in read_timing_log(timing_log)], wall_seconds=wall_seconds)
+    merged = summarize(read_timing_log(timing_log), wall_seconds=wall_seconds)
     merged |= {"policy": policy, "processes": count}
     with _atomic(summary) as out:
         out.write(json.dumps(merged, indent=2).encode())

@@ -377,10 +377,8 @@ def load_truth(path: str) -> dict[str, TimingRecord]:
     return {record.custom_id: record for record in read_timing_log(path)}
 
 
-def _read_timing(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    return [record.to_json() for record in read_timing_log(path)]
+def _read_timing(path: str) -> list[TimingRecord]:
+    return read_timing_log(path) if os.path.exists(path) else []
 
 
 def _write_summary(config: JobConfig, wall_seconds: float) -> dict:

@@ -1,11 +1,10 @@
 """The end-of-job summary: latency / TTFT percentiles, throughput, acceptance, preemption cost.
 
-Input is the timing log the runner writes (one dict per finished request, times in seconds
-since job start). Values that are undefined (no records, zero makespan, no drafted tokens) are
+Input is the timing log's records (`TimingRecord`, times in seconds since job start), as the one
+reader returns them. Values that are undefined (no records, zero makespan, no drafted tokens) are
 None, so `json.dumps(summary)` is strict JSON; `format_summary_table` prints them as "-".
 
-    records = [r.to_json() for r in read_timing_log("timing.jsonl")]
-    summary = summarize(records, wall_seconds=12.5)
+    summary = summarize(read_timing_log("timing.jsonl"), wall_seconds=12.5)
     print(format_summary_table(summary))
 """
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any, Iterable
 from hf_laps.metrics import SpecMetrics
 from hf_laps.runs import place_runs
 from hf_laps.stats import latency_summary
+from hf_laps.timing_log import TimingRecord
 
 PERCENTILE_KEYS = ("mean", "p50", "p90", "p99")
 
@@ -33,14 +33,13 @@ def _spread(values: list[float], prefix: str) -> dict[str, float | None]:
     return {k: _defined(v) for k, v in latency_summary(values, prefix).items()}
 
 
-def _drafting(record: dict) -> SpecMetrics:
-    """One request's speculative counters: from its rounds [drafted, accepted, seconds,
-    draft_seconds] when present (every round is a target forward, hence a step, drafted or
-    not), otherwise from its vLLM-style `metrics`, which count the same rounds."""
-    rounds = record.get("rounds") or []
-    if rounds:
-        return SpecMetrics.from_rounds(rounds)
-    m = record.get("metrics") or {}
+def _drafting(record: TimingRecord) -> SpecMetrics:
+    """One request's speculative counters: from its rounds when it has any (every round is a
+    target forward, hence a step, drafted or not), otherwise from its vLLM-style `metrics`,
+    which count the same rounds."""
+    if record.rounds:
+        return SpecMetrics.from_rounds([(r.drafted, r.accepted) for r in record.rounds])
+    m = record.metrics or {}
     return SpecMetrics(
         num_spec_steps=int(m.get("num_spec_steps", 0)),
         num_draft_tokens=int(m.get("num_draft_tokens", 0)),
@@ -49,14 +48,15 @@ def _drafting(record: dict) -> SpecMetrics:
     )
 
 
-def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) -> dict[str, Any]:
+def summarize(timing_records: Iterable[TimingRecord | dict], *,
+              wall_seconds: float | None = None) -> dict[str, Any]:
     """Aggregate a job's timing records.
 
     Args:
-        timing_records: one dict per finished request (fields as in the timing log). When a
-            custom_id appears more than once, read the log with
-            `hf_laps.scheduling.read_timing_log` first: it keeps the last record of each (the
-            one place that rule lives).
+        timing_records: one TimingRecord per finished request, as
+            `hf_laps.timing_log.read_timing_log` returns them (it keeps the last record of a
+            custom_id logged twice: the one place that rule lives). A dict (a log line's JSON)
+            is parsed with `TimingRecord.from_json`.
         wall_seconds: the job's wall-clock time, if known (adds wall_tokens_per_second).
 
     Returns:
@@ -68,25 +68,21 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
         acceptance_histogram; preemptions, busy_seconds, switch_seconds,
         preemption_overhead; finish_reasons; wall_seconds, wall_tokens_per_second.
     """
+    recs = [r if isinstance(r, TimingRecord) else TimingRecord.from_json(r) for r in timing_records]
     # a resumed job's runs each start at 0 on their own clock: one after the other on one axis
-    recs, runs = place_runs(list(timing_records))
-    arrivals = [float(r.get("arrival", 0.0)) for r in recs]
-    finishes = [float(r["finish"]) for r in recs if r.get("finish") is not None]
-    latencies = [float(r["latency"]) if r.get("latency") is not None
-                 else float(r["finish"]) - float(r.get("arrival", 0.0))
-                 for r in recs if r.get("latency") is not None or r.get("finish") is not None]
-    # TTFT is undefined for a request that produced no token (max_tokens = 0)
-    ttfts = [float(r["first_token"]) - float(r.get("arrival", 0.0))
-             for r in recs if r.get("first_token") is not None]
-    waits = [float(r["queue_wait"]) for r in recs if r.get("queue_wait") is not None]
-    makespan = max(finishes) - min(arrivals) if finishes else None
-    output_tokens = sum(int(r.get("output_tokens", 0)) for r in recs)
+    recs, runs = place_runs(recs)
+    finishes = [r.finish for r in recs if r.finish is not None]
+    latencies = [r.latency for r in recs if r.latency is not None]
+    ttfts = [r.ttft for r in recs if r.ttft is not None]  # undefined without a token (max_tokens = 0)
+    waits = [r.queue_wait for r in recs if r.queue_wait is not None]
+    makespan = max(finishes) - min(r.arrival for r in recs) if finishes else None
+    output_tokens = sum(r.output_tokens for r in recs)
 
     spec = SpecMetrics()
     for r in recs:
         spec.merge(_drafting(r))
-    busy = sum(float(r.get("busy_seconds", 0.0)) for r in recs)
-    switch = sum(float(r.get("switch_seconds", 0.0)) for r in recs)
+    busy = sum(r.busy_seconds for r in recs)
+    switch = sum(r.switch_seconds for r in recs)
 
     summary: dict[str, Any] = {"requests": len(recs), "runs": len(runs)}
     summary |= _spread(latencies, "latency")
@@ -94,17 +90,17 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
     summary |= _spread(waits, "queue_wait")
     summary |= {
         "makespan": makespan,
-        "prompt_tokens": sum(int(r.get("prompt_tokens", 0)) for r in recs),
+        "prompt_tokens": sum(r.prompt_tokens for r in recs),
         "output_tokens": output_tokens,
         "tokens_per_second": _ratio(output_tokens, makespan or 0.0),
         # tokens per target forward, over every round of every request (hf_laps.metrics)
         **spec.to_dict(),
-        "preemptions": sum(int(r.get("preemptions", 0)) for r in recs),
+        "preemptions": sum(r.preemptions for r in recs),
         "busy_seconds": busy,
         "switch_seconds": switch,
         # share of device time spent switching requests rather than decoding
         "preemption_overhead": _ratio(switch, busy + switch),
-        "finish_reasons": dict(Counter(str(r.get("finish_reason")) for r in recs)),
+        "finish_reasons": dict(Counter(str(r.finish_reason) for r in recs)),
         "wall_seconds": wall_seconds,
         "wall_tokens_per_second": _ratio(output_tokens, wall_seconds or 0.0),
     }

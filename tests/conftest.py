@@ -1,5 +1,7 @@
-"""Shared test setup. No torch import here: the pure-Python tests (tests/test_scheduling_*.py,
-tests/test_jobs_*.py) must run in an environment without torch.
+"""Shared test setup. No torch import here: the tests marked `torchfree` must run in an environment
+without torch (tox's `notorch`). `pytest -m torchfree` runs them with torch, transformers, numpy, ...
+blocked (tests/notorch/), in this process and in the subprocesses it starts, so a torch import
+creeping into a torch-free test fails here, not only in the torch-free environment.
 """
 import atexit
 import os
@@ -9,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Deterministic, and no contention between the two CI cores and pytest workers. Set through the
 # environment rather than torch.set_num_threads so this file never imports torch: torch reads
@@ -40,6 +43,40 @@ def _check_installed() -> None:
 
 
 _check_installed()
+
+# Hypothesis profiles. "ci" (the default) is derandomised: every run draws the same examples, so a
+# red test is a change in the code, not a new draw. "nightly" draws fresh random examples, 10x as
+# many: HF_LAPS_FUZZ_PROFILE=nightly pytest tests/test_jobs_fuzz.py
+settings.register_profile(
+    "ci", deadline=None, max_examples=60, database=None, print_blob=True, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.large_base_example, HealthCheck.filter_too_much])
+settings.register_profile("nightly", settings.get_profile("ci"), max_examples=600, derandomize=False)
+settings.load_profile(os.environ.get("HF_LAPS_FUZZ_PROFILE", "ci"))
+NOTORCH = Path(__file__).resolve().parent / "notorch"
+
+
+def _torchfree_run(config) -> bool:
+    return (config.getoption("markexpr", "") or "").strip() == "torchfree"
+
+
+def pytest_configure(config):
+    if _torchfree_run(config):
+        # before collection: importing a marked module must not need torch either
+        sys.path.insert(0, str(NOTORCH))
+        import notorch_block
+
+        notorch_block.install()
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(NOTORCH), os.environ.get("PYTHONPATH")) if p)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """In a `-m torchfree` run, modules that mark nothing torch-free are not imported at all (they
+    may import torch at the top)."""
+    if _torchfree_run(config) and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return "mark.torchfree" not in collection_path.read_text(encoding="utf-8")
+    return None
+
 # the converted-GGUF cache of this test session (subprocesses inherit it), never the user's
 _CACHE = tempfile.mkdtemp(prefix="hf-laps-test-cache-")
 os.environ["HF_LAPS_CACHE"] = _CACHE

@@ -7,6 +7,9 @@ import pytest
 
 from hf_laps.replay.replayer import ParametricCost, simulate
 from hf_laps.replay.traces import load_traces
+from helpers import completion_order
+
+pytestmark = pytest.mark.torchfree
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = REPO / "benchmarks" / "data" / "code-30.fcfs.timing.jsonl"
@@ -45,10 +48,10 @@ def test_recosted_service_is_the_gpu_round_formula(study, burst):
 
 def test_srpt_tokens_orders_by_remaining_tokens_not_seconds(study, burst):
     gpu = study.recost(burst)
-    order = simulate(gpu, study.build("srpt-tokens", "oracle"), record_events=False).completion_order()
+    order = completion_order(simulate(gpu, study.build("srpt-tokens", "oracle"), record_events=False))
     by_tokens = [t.custom_id for _, t in sorted(enumerate(gpu), key=lambda it: (it[1].output_tokens, it[0]))]
     assert order == by_tokens                        # ties (capped requests) in admission order
-    seconds = simulate(gpu, study.build("srpt-oracle", "oracle"), record_events=False).completion_order()
+    seconds = completion_order(simulate(gpu, study.build("srpt-oracle", "oracle"), record_events=False))
     assert seconds == [t.custom_id for t in sorted(gpu, key=lambda t: t.service_seconds)]
     assert seconds != order                          # acceptance makes the two orders differ here
 

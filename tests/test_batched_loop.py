@@ -11,7 +11,7 @@ from hf_laps.serving.engine_executor import EngineExecutor
 from hf_laps.serving.loop import ServingLoop
 from hf_laps.scheduling import make_policy, make_predictor
 import hf_reference as ref
-from test_cli_run import EXAMPLES, hf_laps
+from helpers import EXAMPLES, hf_laps
 from tiny_models import noisy_draft, prompts
 
 

@@ -3,6 +3,8 @@ import pytest
 
 from hf_laps.scheduling import POLICY_NAMES, RequestSpec, RoundReport, make_policy, make_predictor
 
+pytestmark = pytest.mark.torchfree
+
 
 def spec(rid, arrival=0.0, out=10, service=1.0):
     return RequestSpec(rid, arrival, prompt_tokens=20, max_new_tokens=100, prompt=f"say {rid}",

@@ -255,7 +255,7 @@ def test_each_row_of_the_batched_forward_sees_only_its_own_tokens(layout):
 @pytest.mark.slow
 def test_embedded_model_batch_equals_plain_greedy_up_to_near_ties(smollm2):
     """SmolLM2-135M (prompt lookup, n = 10), four chat prompts of different lengths in one batch."""
-    from test_engine_real import QUESTIONS, chat
+    from helpers import QUESTIONS, chat
 
     model, tokenizer = smollm2
     engine = SpeculativeEngine(model, tokenizer, config=EngineConfig(draft_length=10))

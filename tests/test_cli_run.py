@@ -3,25 +3,13 @@ embedded default."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples" / "prompts.jsonl"
+from helpers import EXAMPLES, hf_laps
 
 
-def hf_laps(*args, timeout=600):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "hf_laps.cli.main", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )
-
-
+@pytest.mark.torchfree
 def test_help_lists_every_option():
     out = hf_laps("run", "--help").stdout
     for flag in ("--output", "--timing-log", "--summary", "--policy", "--model", "--assistant", "--draft-length",

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import click
 from click.testing import CliRunner
+import pytest
 
 from hf_laps.cli.bench import bench
 from hf_laps.cli.options import _leaf_fields, config_from_options, dataclass_options
 from hf_laps.cli.run import run
 from hf_laps.scheduling import SchedulerConfig
 from hf_laps.scheduling.config import GittinsConfig
+
+pytestmark = pytest.mark.torchfree
 
 
 def flags_of(command: click.Command) -> set[str]:

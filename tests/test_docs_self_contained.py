@@ -6,6 +6,10 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.torchfree
+
 REPO = Path(__file__).resolve().parents[1]
 DESIGN = REPO / "docs" / "design.md"
 TEXT_SUFFIXES = {".py", ".md", ".ini", ".cfg", ".toml", ".sh", ".txt", ".yml", ".yaml"}
@@ -64,3 +68,16 @@ def test_every_cited_design_anchor_exists():
             cited |= set(re.findall(r"\]\(#([a-z0-9-]+)\)", text))
         missing += [f"{rel}: #{name}" for name in sorted(cited - anchors)]
     assert not missing, "cited anchors missing from docs/design.md:\n" + "\n".join(missing)
+
+
+# this project's tracker words: "issue 13", "issue 3 item 6", "the issue's goal" (a reader of the repo
+# has no tracker). An upstream link ("transformers issues #39421") names its project and stays.
+TRACKER = re.compile(r"\bissues? \d+|\bthe issue's\b", re.I)
+PUBLIC = ("hf_laps", "jobs", "cli", "docs", "benchmarks", "examples", "README.md")
+
+
+def test_no_tracker_words_in_the_library_help_or_docs():
+    hits = [f"{rel}:{n}: {line.strip()}"
+            for rel, text in repo_text_files() if rel.parts and rel.parts[0] in PUBLIC
+            for n, line in enumerate(text.splitlines(), 1) if TRACKER.search(line)]
+    assert not hits, "tracker words (say what is meant instead):\n" + "\n".join(hits)

@@ -6,21 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hf_laps import EngineConfig, SpeculativeEngine
-
-TEXT = (
-    "The committee met on Tuesday to review the budget. After a long discussion, the members "
-    "agreed to increase funding for the library and to reduce spending on office supplies."
-)
-QUESTIONS = [
-    f"Repeat the following text exactly, word for word:\n{TEXT}",
-    "List the days of the week, separated by commas.",
-    "Write a short poem about the sea.",
-]
-
-
-def chat(tokenizer, question: str) -> str:
-    messages = [{"role": "user", "content": question}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+from helpers import QUESTIONS, chat
 
 
 @pytest.mark.slow

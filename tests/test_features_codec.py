@@ -5,6 +5,8 @@ import pytest
 
 from hf_laps.scheduling.predictors.feature_codec import decode_features, encode_features
 
+pytestmark = pytest.mark.torchfree
+
 MODEL = "LlamaForCausalLM:h64:layer1/2:d4:seed0:wabcdef12"
 
 

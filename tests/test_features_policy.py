@@ -3,7 +3,9 @@ predicts again with them."""
 import pytest
 
 from hf_laps.scheduling import POLICY_NAMES, RequestSpec, RoundReport, make_policy, make_predictor
-from test_features_predictor import synthetic
+from helpers import synthetic_feature_examples as synthetic
+
+pytestmark = pytest.mark.torchfree
 
 LONG = (3.0, 0, 0, 0, 0, 0, 0, 0)   # the synthetic signal: log length grows with z[0]
 

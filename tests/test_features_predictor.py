@@ -1,8 +1,6 @@
 """The `hidden` length predictor: learns a signal carried by the features, falls back to the
 cheap features without them, gives calibrated quantiles, trains from timing logs."""
 import json
-import math
-import random
 import warnings
 
 import pytest
@@ -10,8 +8,10 @@ import pytest
 from hf_laps.scheduling import RequestSpec, make_predictor
 from hf_laps.scheduling.predictors.feature_codec import encode_features
 from hf_laps.scheduling.predictors.hidden import HiddenStatePredictor
+from helpers import FEATURE_DIM as DIM, synthetic_feature_examples as synthetic
 
-DIM = 8
+pytestmark = pytest.mark.torchfree
+
 MODEL = "TinyModel:h64:layer1/2:d4:seed0:w00000000"
 
 
@@ -21,19 +21,6 @@ def spearman(a, b):
     rb = {i: r for r, i in enumerate(sorted(range(len(b)), key=b.__getitem__))}
     n = len(a)
     return 1 - 6 * sum((ra[i] - rb[i]) ** 2 for i in range(n)) / (n * (n * n - 1))
-
-
-def synthetic(count, seed=0):
-    """Lengths driven by two feature coordinates; prompt length and cap carry nothing."""
-    rng = random.Random(seed)
-    examples = []
-    for i in range(count):
-        z = tuple(rng.gauss(0, 1) for _ in range(DIM))
-        log_len = 3.5 + 0.8 * z[0] - 0.5 * z[3] + rng.gauss(0, 0.2)
-        spec = RequestSpec(f"r{i}", 0.0, prompt_tokens=rng.randint(5, 500), max_new_tokens=4096,
-                           features=z, is_chat=rng.random() < 0.5)
-        examples.append((spec, max(1, round(math.exp(log_len)))))
-    return examples
 
 
 def held_out_spearman(predictor, test):

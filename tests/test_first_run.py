@@ -11,21 +11,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hf_laps import LapsGenerator
+from helpers import EXAMPLES, hf_laps
 from hf_laps.models import gguf_cache
 from hf_laps.runtime import default_cpu_threads, set_cpu_threads
-from test_cli_run import EXAMPLES, hf_laps as hf_laps_default_env
 from tiny_models import tiny_target
-
-
-def hf_laps(*args, env: dict | None = None):
-    """`hf-laps` as a subprocess, with extra environment variables."""
-    if env is None:
-        return hf_laps_default_env(*args)
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "hf_laps.cli.main", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1", **env))
 
 
 def weights(model) -> list[torch.Tensor]:

@@ -12,6 +12,8 @@ from hf_laps.scheduling.predictors.hidden import (RESIDUAL_WINDOW, HiddenStatePr
                                                  ResidualWindow)
 from hf_laps.scheduling.predictors.base import LengthPredictor
 
+pytestmark = pytest.mark.torchfree
+
 
 def mixed_kinds(count, seed=0):
     """Chat replies that run to their cap (64) and completions with stop strings that stop after

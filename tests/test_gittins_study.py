@@ -6,8 +6,12 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
+
 from hf_laps.scheduling.predictors.feature_codec import encode_features
 from hf_laps.scheduling.types import RequestSpec
+
+pytestmark = pytest.mark.torchfree
 
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "gittins_study.py"
 MODEL = "TinyModel:h64:layer1/2:d4:seed0:w00000000"

@@ -5,84 +5,31 @@ no exception; every non-blank line is exactly one JobRequest or one LineError; e
 names its line and a field and gives a reason (and is never an internal error); lines built to
 be valid are parsed, lines built to be invalid are rejected naming the broken field.
 
-Profiles: "ci" (default, >= 10,000 lines, well under a minute on 2 cores) and "nightly"
-(10x the examples): HF_LAPS_FUZZ_PROFILE=nightly pytest tests/test_jobs_fuzz.py
+Profiles (tests/conftest.py): "ci" (default: derandomised, the same examples on every run, >= 10,000
+lines, well under a minute on 2 cores) and "nightly" (random, 10x the examples):
+HF_LAPS_FUZZ_PROFILE=nightly pytest tests/test_jobs_fuzz.py
 """
 from __future__ import annotations
 
 import json
-import os
 import random
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from hf_laps.jobs.requests import (
-    CHAT, COMPLETIONS, INTERNAL_ERROR, JobRequest, LineError, read_requests,
-)
+from fuzzing import BAD_LINE, dumps, fuzz, json_scalar, json_value, text, valid_request
+from hf_laps.jobs.requests import CHAT, COMPLETIONS, INTERNAL_ERROR, JobRequest, LineError, read_requests
 
-settings.register_profile(
-    "ci", deadline=None, max_examples=60, database=None, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.large_base_example, HealthCheck.filter_too_much])
-settings.register_profile("nightly", settings.get_profile("ci"), max_examples=600)
-PROFILE = settings.get_profile(os.environ.get("HF_LAPS_FUZZ_PROFILE", "ci"))
-
-
-def fuzz(examples_scale: float = 1.0):
-    """The profile's settings, with max_examples scaled for this test."""
-    return settings(PROFILE, max_examples=max(1, int(PROFILE.max_examples * examples_scale)))
-
+pytestmark = pytest.mark.torchfree
 
 LINES = Counter()  # test name -> lines fed to the reader (reported by the last test)
 
 
-# --- strategies -------------------------------------------------------------------------------
-
-text = st.text(min_size=1, max_size=40)
-json_scalar = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-json_value = st.recursive(
-    json_scalar,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                  max_size=4),
-    max_leaves=12)
-messages = st.lists(st.fixed_dictionaries(
-    {"role": st.sampled_from(["system", "developer", "user", "assistant"]), "content": text}),
-    min_size=1, max_size=4)
-OPTIONS = {
-    "max_tokens": st.integers(0, 4096),
-    "temperature": st.floats(0, 2),
-    "top_p": st.floats(0, 1, exclude_min=True),
-    "top_k": st.integers(-1, 100),
-    "seed": st.integers(0, 2**63 - 1),
-    "stop": text | st.lists(text, max_size=4),
-    "n": st.just(1),
-    "model": text,
-}
-
-
-@st.composite
-def valid_request(draw, custom_id: str) -> dict:
-    """A valid line as a dict, in either shape, either endpoint."""
-    chat = draw(st.booleans())
-    body = {"messages": draw(messages)} if chat else {"prompt": draw(text)}
-    for name in draw(st.lists(st.sampled_from(sorted(OPTIONS)), unique=True, max_size=5)):
-        body[name] = draw(OPTIONS[name])
-    top = {"custom_id": custom_id}
-    if draw(st.booleans()):
-        top["arrival_time"] = draw(st.floats(0, 1e6))
-    if draw(st.booleans()):
-        return {**top, "method": "POST", "url": CHAT if chat else COMPLETIONS, "body": body}
-    return {**top, **body}
-
-
-def dumps(obj) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
-
+# --- strategies (valid lines and garbage: tests/fuzzing.py) -----------------------------------
 
 # wrong values per field: none of them is valid for that field
 not_a_number = st.booleans() | st.text(max_size=5) | st.lists(json_scalar, max_size=2) | \
@@ -316,13 +263,6 @@ def test_duplicate_ids(ids, data):
     bad = {n: "custom_id" for n in range(1, len(ids) + 1) if n not in good}
     _, errs = check("duplicates", lines, good, bad)
     assert all(e.code == "duplicate_custom_id" and e.custom_id is None for e in errs)
-
-
-BAD_LINE = st.one_of(
-    st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"")),
-    json_value.map(dumps),
-    st.text(max_size=40).map(lambda t: t.replace("\n", " ").encode()),
-)
 
 
 @fuzz(4.0)

@@ -10,6 +10,8 @@ from hf_laps.jobs.requests import (
     read_requests,
 )
 
+pytestmark = pytest.mark.torchfree
+
 MSGS = [{"role": "user", "content": "Hi"}]
 
 

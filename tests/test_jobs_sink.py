@@ -13,6 +13,8 @@ from hf_laps.jobs.records import (
 from hf_laps.jobs.requests import CHAT, LineError, parse_line
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, encode_record
 
+pytestmark = pytest.mark.torchfree
+
 
 def request(custom_id="a", chat=False):
     body = {"messages": [{"role": "user", "content": "hi"}]} if chat else {"prompt": "hi"}

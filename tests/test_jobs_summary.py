@@ -6,6 +6,9 @@ import json
 import pytest
 
 from hf_laps.jobs.summary import format_summary_table, summarize
+from hf_laps.timing_log import RoundRecord, TimingRecord
+
+pytestmark = pytest.mark.torchfree
 
 R1 = {
     "custom_id": "a", "arrival": 0.0, "start": 0.0, "first_token": 0.5, "finish": 2.0,
@@ -25,8 +28,13 @@ R2 = {
 }
 
 
+def typed(*lines: dict) -> list[TimingRecord]:
+    return [TimingRecord.from_json(line) for line in lines]
+
+
 def test_hand_computed_two_requests():
-    s = summarize([R1, R2], wall_seconds=5.0)
+    s = summarize(typed(R1, R2), wall_seconds=5.0)
+    assert summarize([R1, R2], wall_seconds=5.0) == s    # a log line's JSON is parsed the same way
     assert s["requests"] == 2
     # latency [2, 3]: linear interpolation like numpy
     assert s["latency_mean"] == pytest.approx(2.5)
@@ -56,9 +64,9 @@ def test_hand_computed_two_requests():
 
 
 def test_metrics_used_when_no_rounds_and_missing_fields():
-    rec = {"arrival": 2.0, "finish": 3.0, "output_tokens": 4, "first_token": None,
-           "metrics": {"num_spec_steps": 2, "num_draft_tokens": 8,
-                       "num_accepted_draft_tokens": 6, "acceptance_histogram": [0, 0, 1, 0, 1]}}
+    rec = TimingRecord(custom_id="m", prompt_tokens=0, output_tokens=4, max_new_tokens=4, arrival=2.0, finish=3.0,
+                       metrics={"num_spec_steps": 2, "num_draft_tokens": 8,
+                                "num_accepted_draft_tokens": 6, "acceptance_histogram": [0, 0, 1, 0, 1]})
     s = summarize([rec])
     assert s["latency_mean"] == pytest.approx(1.0)  # finish - arrival when latency is absent
     assert s["ttft_mean"] is None  # no token, no TTFT
@@ -81,8 +89,8 @@ def test_zero_records():
 
 
 def test_no_drafting_and_zero_makespan():
-    rec = {"arrival": 0.0, "finish": 0.0, "first_token": 0.0, "latency": 0.0,
-           "output_tokens": 1, "rounds": [[0, 0, 0.0, 0.0]], "busy_seconds": 0.0}
+    rec = TimingRecord(custom_id="z", prompt_tokens=1, output_tokens=1, max_new_tokens=1, arrival=0.0, finish=0.0,
+                       first_token=0.0, rounds=(RoundRecord(drafted=0, accepted=0, seconds=0.0, draft_seconds=0.0),))
     s = summarize([rec])
     # one target forward that emitted one token: 1 token per forward, no draft to rate
     assert s["tokens_per_second"] is None and s["mean_acceptance_length"] == 1.0
@@ -90,7 +98,7 @@ def test_no_drafting_and_zero_makespan():
 
 
 def test_table_shows_the_numbers():
-    table = format_summary_table(summarize([R1, R2], wall_seconds=5.0))
+    table = format_summary_table(summarize(typed(R1, R2), wall_seconds=5.0))
     for text in ("requests", "2", "makespan", "4.000 s", "tokens/s", "7.5", "2.60", "50.0 %",
                  "3.23 %", "latency", "2.500", "2.990", "TTFT", "1.490", "queue wait",
                  "accepted per step: 0:2  1:1  2:0  3:1  4:1", "wall tokens/s", "6.0"):
@@ -104,6 +112,6 @@ def test_rerun_request_counts_once(tmp_path):
     stale = dict(R1, finish=100.0, output_tokens=999)
     log = tmp_path / "t.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in (stale, R2, R1)))
-    s = summarize([r.to_json() for r in read_timing_log(log)])
+    s = summarize(read_timing_log(log))
     assert s["requests"] == 2 and s["output_tokens"] == 30
     assert s["latency_mean"] == pytest.approx(2.5)

@@ -4,6 +4,8 @@ import pytest
 
 from hf_laps.scheduling import RequestSpec, RoundReport, SchedulerConfig, make_policy, make_predictor
 
+pytestmark = pytest.mark.torchfree
+
 
 def spec(rid, out=100):
     return RequestSpec(rid, 0.0, 10, 1000, true_output_tokens=out)

@@ -4,6 +4,8 @@ import pytest
 
 from hf_laps.scheduling import RequestSpec, RoundReport, SchedulerConfig, make_policy, make_predictor
 
+pytestmark = pytest.mark.torchfree
+
 
 def spec(rid, out=100, max_new=1000):
     return RequestSpec(rid, 0.0, 10, max_new, true_output_tokens=out)

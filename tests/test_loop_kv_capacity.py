@@ -21,7 +21,7 @@ from hf_laps.timing_log import RoundRecord
 from hf_laps.replay.traces import Trace
 from hf_laps.scheduling import make_policy
 import hf_reference as ref
-from test_cli_run import hf_laps
+from helpers import hf_laps
 from tiny_models import noisy_draft, prompts
 
 PROMPT, BUDGET = 10, 20          # every small request reserves 30 tokens (the recorded cost: 1 byte each)

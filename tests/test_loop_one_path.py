@@ -16,6 +16,8 @@ from hf_laps.timing_log import RoundRecord
 from hf_laps.replay.traces import Trace
 from hf_laps.scheduling import make_policy, make_predictor, policy_entry, policy_names
 
+pytestmark = pytest.mark.torchfree
+
 
 def traces() -> list[Trace]:
     """Requests of 1 to 40 rounds arriving over time, acceptance varying per request, so queue

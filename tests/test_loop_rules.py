@@ -14,6 +14,8 @@ from hf_laps.serving.executor import Finished, RequestRejected, Started, Submiss
 from hf_laps.serving.loop import ServingLoop
 from hf_laps.scheduling import RequestSpec, RoundReport, make_policy
 
+pytestmark = pytest.mark.torchfree
+
 ROUND_S, MOVE_S, BYTES_PER_ROUND = 1.0, 0.5, 100
 
 

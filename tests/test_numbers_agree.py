@@ -11,7 +11,7 @@ import pytest
 from hf_laps import LapsGenerator
 from hf_laps.metrics import SpecMetrics, mean_acceptance_length
 from hf_laps.serving.progress import BatchProgress
-from test_cli_run import EXAMPLES, hf_laps
+from helpers import EXAMPLES, hf_laps
 from tiny_models import prompts, tiny_target
 
 

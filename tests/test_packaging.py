@@ -30,6 +30,7 @@ def tree_modules() -> list[str]:
     return names
 
 
+@pytest.mark.torchfree
 def test_the_tree_has_the_layers_packages():
     names = tree_modules()
     assert len(names) > 60
@@ -37,11 +38,24 @@ def test_the_tree_has_the_layers_packages():
         assert f"hf_laps.{layer}" in names, layer
 
 
-@pytest.mark.parametrize("name", tree_modules())
+# the modules that need torch to import (the engine, the model loaders and what wraps them); every
+# other module must import without torch, so its import test is `torchfree`
+NEEDS_TORCH = ("hf_laps.compat", "hf_laps.engine.", "hf_laps.models.loading", "hf_laps.preflight",
+               "hf_laps.serving.batch_executor", "hf_laps.serving.engine_executor", "hf_laps.serving.generator",
+               "hf_laps.serving.inputs", "hf_laps.jobs.bench", "hf_laps.jobs.runner", "hf_laps.jobs.sharded")
+
+
+def _import_case(name: str):
+    needs_torch = any(name == n or name.startswith(n) for n in NEEDS_TORCH)
+    return pytest.param(name, marks=() if needs_torch else pytest.mark.torchfree, id=name)
+
+
+@pytest.mark.parametrize("name", [_import_case(n) for n in tree_modules()])
 def test_every_module_of_the_tree_imports_from_the_installed_package(name):
     importlib.import_module(name)
 
 
+@pytest.mark.torchfree
 @pytest.mark.skipif(os.environ.get("HF_LAPS_TEST_INSTALLED") != "1",
                     reason="set HF_LAPS_TEST_INSTALLED=1 (CI does) to require a non-editable install")
 def test_the_suite_imports_the_installed_copy_not_the_checkout():
@@ -50,6 +64,7 @@ def test_the_suite_imports_the_installed_copy_not_the_checkout():
     assert REPO not in Path(hf_laps.__file__).resolve().parents, hf_laps.__file__
 
 
+@pytest.mark.torchfree
 def test_hf_laps_root_is_a_few_modules_and_no_module_is_long():
     root = [p.name for p in (REPO / "hf_laps").glob("*.py")]
     assert len(root) <= 10, root

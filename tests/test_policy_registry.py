@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import completion_order
 from hf_laps.replay.replayer import simulate
 from hf_laps.scheduling import (POLICY_NAMES, baseline_names, make_policy, policy_entry, policy_names, register_policy, unregister_policy)
 from hf_laps.replay.synthetic import synthetic_traces
@@ -55,6 +56,7 @@ def write_plugin(root: Path) -> Path:
     return root
 
 
+@pytest.mark.torchfree
 def test_the_builtin_entries_state_their_facts():
     assert POLICY_NAMES == ("fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins", "robust-srpt")
     assert set(baseline_names()) >= {"fcfs", "las", "lp-sjf"}
@@ -64,6 +66,7 @@ def test_the_builtin_entries_state_their_facts():
         make_policy("nope")
 
 
+@pytest.mark.torchfree
 def test_a_registered_policy_replays_like_any_other(tmp_path):
     sys.path.insert(0, str(tmp_path))
     (tmp_path / "toy_policy.py").write_text(TOY_MODULE)
@@ -74,7 +77,7 @@ def test_a_registered_policy_replays_like_any_other(tmp_path):
         with pytest.raises(ValueError, match="already registered"):
             register_policy(toy_policy.ENTRY)
         traces = synthetic_traces(6, seed=1)
-        order = simulate(traces, "latest-first").completion_order()
+        order = completion_order(simulate(traces, "latest-first"))
         # all arrive at 0: the last admitted runs first, and each runs to completion
         assert order == [t.custom_id for t in reversed(traces)]
     finally:

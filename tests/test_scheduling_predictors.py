@@ -11,6 +11,8 @@ from hf_laps.replay.traces import dump_traces
 from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.stats import mean, percentile
 
+pytestmark = pytest.mark.torchfree
+
 
 def spec(rid, out=100, max_new=1000, prompt=None, prompt_tokens=20):
     return RequestSpec(rid, 0.0, prompt_tokens, max_new, prompt=prompt, true_output_tokens=out)

@@ -10,14 +10,10 @@ from hf_laps.timing_log import RoundRecord
 from hf_laps.replay.traces import Trace
 from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.scheduling.policies.base import BasePolicy
+from helpers import completion_order, predictor_for
 
+pytestmark = pytest.mark.torchfree
 
-
-def predictor_for(name, kind="noisy"):
-    if name not in ("lp-sjf", "laps-sd"):
-        return None
-    return make_predictor("noisy-oracle", sigma=0.5, seed=7) if kind == "noisy" else \
-        make_predictor("oracle")
 
 
 def sim(traces, name, kind="noisy", config=None, switch_cost=0.0):
@@ -57,7 +53,7 @@ def test_every_request_finishes_exactly_once_and_work_is_conserved(name):
             assert outcome.arrival <= outcome.first_token - trace.rounds[0].seconds + 1e-9
         busy = sum(t.service_seconds for t in traces)
         assert result.busy_seconds == pytest.approx(busy)
-        assert result.makespan == pytest.approx(busy + result.idle_seconds)
+        assert result.makespan >= busy + result.switch_seconds - 1e-9
         assert result.makespan == pytest.approx(lindley_makespan(traces))   # never idle w/ work
 
 
@@ -95,8 +91,8 @@ def test_laps_sd_with_exact_predictions_and_stable_acceptance_follows_srpt_order
     traces = handmade(lengths)
     srpt = simulate(traces, "srpt-oracle")
     laps = simulate(traces, "laps-sd", predictor=make_predictor("oracle"))
-    assert laps.completion_order() == srpt.completion_order()
-    assert laps.completion_order() == [f"r{i:02d}" for i in sorted(range(15), key=lengths.__getitem__)]
+    assert completion_order(laps) == completion_order(srpt)
+    assert completion_order(laps) == [f"r{i:02d}" for i in sorted(range(15), key=lengths.__getitem__)]
     perceptible = [e for e in laps.events if e["event"] == "perceptible"]
     assert len(perceptible) == 15
     # The probe phase is W = 4 rounds each in arrival order; after it, each request runs once,
@@ -104,7 +100,7 @@ def test_laps_sd_with_exact_predictions_and_stable_acceptance_follows_srpt_order
     assert laps.schedule[:60] == [t.custom_id for t in traces for _ in range(4)]
     tail = laps.schedule[60:]
     runs = [rid for k, rid in enumerate(tail) if k == 0 or tail[k - 1] != rid]
-    assert runs == srpt.completion_order()
+    assert runs == completion_order(srpt)
 
 
 @pytest.mark.parametrize("arrivals, util", [("burst", None), ("poisson", 0.8)])
@@ -175,6 +171,6 @@ def test_replay_admits_ties_in_the_recorded_admission_order_not_the_log_order():
     from dataclasses import replace
     traces = synthetic_traces(4, seed=3)
     logged = [replace(t, admitted=0.01 * (4 - i)) for i, t in enumerate(traces)]   # admitted in reverse
-    order = simulate(logged, "fcfs").completion_order()
+    order = completion_order(simulate(logged, "fcfs"))
     assert order == [t.custom_id for t in reversed(traces)]
-    assert simulate(traces, "fcfs").completion_order() == [t.custom_id for t in traces]  # no times: input order
+    assert completion_order(simulate(traces, "fcfs")) == [t.custom_id for t in traces]  # no times: input order

@@ -9,6 +9,8 @@ from hf_laps.scheduling.predictors.base import load_length_examples
 from hf_laps.replay.synthetic import synthetic_traces
 from hf_laps.replay.synthetic import ACCEPTANCE
 
+pytestmark = pytest.mark.torchfree
+
 
 def write(path, records):
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
@@ -77,7 +79,13 @@ def test_synthetic_generators_are_seeded_and_shaped():
     offered = sum(t.service_seconds for t in poisson) / poisson[-1].arrival
     assert offered == pytest.approx(0.7, rel=0.15)
     assert all(t.arrival == 0 for t in a)
+    rates = {}
     for mode in ACCEPTANCE:
-        assert synthetic_traces(3, acceptance=mode, seed=0)
+        traces = synthetic_traces(3, acceptance=mode, seed=0)
+        assert len(traces) == 3
+        for trace in traces:
+            assert sum(r.accepted + 1 for r in trace.rounds) == trace.output_tokens
+        rates[mode] = tuple(r.accepted for t in traces for r in t.rounds)
+    assert len(set(rates.values())) == len(ACCEPTANCE)   # each mode draws its own acceptances
     with pytest.raises(ValueError, match="utilisation"):
         synthetic_traces(3, arrivals="poisson")

@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from helpers import hf_laps
 from hf_laps.jobs.manifest import Manifest, ManifestMismatch
 from hf_laps.jobs.merge import MergeError, merge_results
 from hf_laps.jobs.requests import read_requests
@@ -39,12 +41,8 @@ def write_job(path: Path, n: int = 12, bad_lines: bool = True, budget: int = 12)
     path.write_text("\n".join(rows) + "\n")
 
 
-def hf_laps(*args, timeout=RUN_TIMEOUT, **popen):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "hf_laps.cli.main", "run", *map(str, args)]
-    if popen:
-        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+# `hf-laps run ARGS...`, one thread per process
+run = partial(hf_laps, "run", timeout=RUN_TIMEOUT, env={"OMP_NUM_THREADS": "1"})
 
 
 def records(path: Path) -> dict:
@@ -64,6 +62,7 @@ def records(path: Path) -> dict:
 
 # ---- the plan ------------------------------------------------------------------------------
 
+@pytest.mark.torchfree
 def test_plan_balances_predicted_work_not_line_count(tmp_path):
     job = tmp_path / "job.jsonl"
     # one long request and six short ones: by line count shard 0 would get the long one and
@@ -78,6 +77,7 @@ def test_plan_balances_predicted_work_not_line_count(tmp_path):
     assert plan_shards(requests, 2, 128) == plan  # every process computes the same plan
 
 
+@pytest.mark.torchfree
 def test_shards_partition_requests_and_line_errors_go_to_shard_zero(tmp_path):
     job = tmp_path / "job.jsonl"
     write_job(job, n=20)
@@ -90,6 +90,7 @@ def test_shards_partition_requests_and_line_errors_go_to_shard_zero(tmp_path):
         assert [r.line_no for r in mine] == sorted(r.line_no for r in mine)
 
 
+@pytest.mark.torchfree
 def test_manifest_refuses_another_job_version_or_process_count():
     earlier = Manifest("0.1.0", "a" * 64, 2, "p" * 64, "job.jsonl")
     earlier.check_resumable(earlier, "r.jsonl")  # the same run resumes
@@ -101,6 +102,7 @@ def test_manifest_refuses_another_job_version_or_process_count():
         earlier.check_resumable(Manifest("0.1.0", "a" * 64, 3, "p" * 64, "job.jsonl"), "r.jsonl")
 
 
+@pytest.mark.torchfree
 def test_merge_refuses_a_key_in_two_shards_and_keeps_the_target(tmp_path):
     shards = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     shards[0].write_text('{"custom_id": "x"}\n{"custom_id": "y"}\n')
@@ -123,8 +125,8 @@ def test_two_processes_write_what_one_process_writes(tmp_path, tiny_model_dir):
     one, two = tmp_path / "one" / "results.jsonl", tmp_path / "two" / "results.jsonl"
     one.parent.mkdir(), two.parent.mkdir()
     base = (job, "--model", tiny_model_dir, "--no-progress", "--policy", "las")
-    single = hf_laps(*base, "-o", one)
-    sharded = hf_laps(*base, "-o", two, "--num-processes", 2)
+    single = run(*base, "-o", one)
+    sharded = run(*base, "-o", two, "--num-processes", 2)
     assert single.returncode == sharded.returncode == 3, sharded.stderr[-3000:]  # 3: the two bad lines
     assert records(two) == records(one)  # texts, custom_ids, error records: each exactly once
     assert "12 succeeded, 2 failed, 0 already done" in sharded.stdout
@@ -154,9 +156,9 @@ def test_sigkill_of_one_process_then_resume_finishes_each_request_once(tmp_path,
     reference, results = tmp_path / "ref" / "results.jsonl", tmp_path / "out" / "results.jsonl"
     reference.parent.mkdir(), results.parent.mkdir()
     base = (job, "--model", tiny_model_dir, "--no-progress")
-    assert hf_laps(*base, "-o", reference).returncode == 0
+    assert run(*base, "-o", reference).returncode == 0
 
-    proc = hf_laps(*base, "-o", results, "--num-processes", 2, popen=True)
+    proc = run(*base, "-o", results, "--num-processes", 2, popen=True)
     shard = Path(ShardSpec(1, 2).results_path(str(results)))
     deadline = time.monotonic() + RUN_TIMEOUT
     while not (shard.exists() and shard.read_text().count("\n") >= 2) and time.monotonic() < deadline:
@@ -169,7 +171,7 @@ def test_sigkill_of_one_process_then_resume_finishes_each_request_once(tmp_path,
     assert proc.returncode != 0
     assert not results.exists()  # nothing merged: the run did not complete
 
-    resumed = hf_laps(*base, "-o", results, "--num-processes", 2, "--resume")
+    resumed = run(*base, "-o", results, "--num-processes", 2, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert records(results) == records(reference)
     done = re.search(r"(\d+) succeeded, 0 failed, (\d+) already done", resumed.stdout)
@@ -188,10 +190,10 @@ def test_resume_after_the_job_file_changed_is_refused(tmp_path):
     plan = plan_digest(plan_shards(requests, 2, 128))
     write_manifest(manifest_path(str(results)), Manifest(__version__, file_sha256(str(job)), 2, plan, str(job)))
     job.write_text(job.read_text() + '{"custom_id": "new", "prompt": "one more"}\n')
-    refused = hf_laps(job, "-o", results, "--num-processes", 2, "--resume")
+    refused = run(job, "-o", results, "--num-processes", 2, "--resume")
     assert refused.returncode == 2
     assert "the job file changed" in refused.stderr and "Traceback" not in refused.stderr
-    single = hf_laps(job, "-o", results, "--resume")  # nor can one process resume it
+    single = run(job, "-o", results, "--resume")  # nor can one process resume it
     assert single.returncode == 2 and "resume it with --num-processes 2" in single.stderr
 
 
@@ -202,12 +204,12 @@ def test_a_failed_process_is_named_and_the_other_shard_completes(tmp_path, tiny_
     blocked = Path(ShardSpec(1, 2).results_path(str(results)))
     blocked.mkdir()  # shard 1 cannot open its results file: exit 4 (output error)
     base = (job, "--model", tiny_model_dir, "--no-progress", "-o", results, "--num-processes", 2)
-    failed = hf_laps(*base)
+    failed = run(*base)
     assert failed.returncode == 4
     assert "shard 1 of 2" in failed.stderr and "is a directory" in failed.stderr
     assert len(Path(ShardSpec(0, 2).results_path(str(results))).read_text().splitlines()) == 3  # intact
     assert not results.exists()
     blocked.rmdir()
-    resumed = hf_laps(*base, "--resume")
+    resumed = run(*base, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "3 succeeded, 0 failed, 3 already done" in resumed.stdout and len(records(results)) == 6

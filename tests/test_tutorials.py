@@ -41,6 +41,7 @@ def test_tutorial_runs(page, tmp_path, tiny_model_dir):
         assert proc.returncode == 0, f"{page} block failed:\n{code}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
+@pytest.mark.torchfree
 def test_small_rewrites_only_the_size():
     code = "hf-laps workload code -n 30 --max-tokens 128 -o x\nhf-laps bench x --repeats 2\nhf-laps report a"
     assert small(code, Path("/m")) == ("hf-laps workload code -n 3 --max-tokens 8 -o x\n"

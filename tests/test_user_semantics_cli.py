@@ -13,19 +13,17 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+import helpers
+
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
 OLD = {"results.jsonl": b'{"custom_id": "old"}\n', "results.timing.jsonl": b'{"custom_id": "old", "finish": 1.0}\n',
        "results.summary.json": b'{"requests": 1}'}
-
-
-def hf_laps(*args, timeout=300, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hf_laps.cli.main", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=ENV, cwd=cwd)
+hf_laps = partial(helpers.hf_laps, timeout=300, env={"OMP_NUM_THREADS": "1"})
 
 
 def write_jsonl(path: Path, lines: list[dict]) -> Path:

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from hf_laps import workloads as wl
 from hf_laps.cli.workload import workload
 
+pytestmark = pytest.mark.torchfree
+
 
 def needs(*names):
     missing = [n for n in names if importlib.util.find_spec(wl.PACKAGES[n][0]) is None]

@@ -6,7 +6,7 @@ signal about the length of the reply than the prompt's words: in a study on Shar
 (SmolLM2-135M, ridge on log length, 500 held-out prompts) a middle layer's state reached 0.52
 Spearman against 0.31 for hashed words and 0.10 for the prompt length; the middle layer beat the
 final one (0.45), and the two together matched the middle one. Our own layer sweep (300 ShareGPT
-prompts, reference reply lengths, 5-fold CV; docs/benchmarks.md "Length prediction") put the
+prompts, reference reply lengths, 5-fold CV; docs/studies/benchmarks.md "Length prediction") put the
 best layers at 0.5-0.8 of the depth and the final one below them. So we keep both:
 
     h_mid   = output of decoder layer `layer` at the last prompt position
@@ -48,7 +48,7 @@ DEFAULT_SEED = 0
 # Which decoder layer is "the middle": a fraction of the depth. On SmolLM2-135M (30 layers) the
 # outputs of decoder layers 14-23 all scored 0.39-0.47 held-out Spearman alone on ShareGPT
 # reference lengths (the best: 22-23; the final normalised state 0.28; layers below 14 <= 0.26),
-# see docs/benchmarks.md, "Length prediction". 0.75 -> layer 22 of 30.
+# see docs/studies/benchmarks.md, "Length prediction". 0.75 -> layer 22 of 30.
 DEFAULT_LAYER_FRACTION = 0.75
 
 

@@ -1,4 +1,4 @@
-"""The headline table: every policy x every predictor on replayed recordings (issue 13).
+"""The headline table: every policy x every predictor on replayed recordings.
 
     result = run_headline({"natural": load_recording("natural.features.jsonl")}, HeadlineConfig())
     print(format_headline(result))            # hf_laps.replay.headline_table
@@ -8,7 +8,8 @@ arrival set of the scenario (hf_laps.replay.scenarios) and its mean latency, p99
 and preemptions are averaged over the sets. A policy that takes no predictor (the registry's
 `needs_predictor`) runs once per scenario and appears in every predictor's cell. Ratios:
 
-    over_best  = mean / min(mean of fcfs, las, lp-sjf, laps-sd with the SAME predictor)
+    over_best  = mean / min(mean of the best-of policies with the SAME predictor): the registry's
+                 baselines (fcfs, las, lp-sjf) and the paper's laps-sd
     over_srpt  = mean / mean of srpt-oracle
     p99_over_fcfs = p99 / p99 of fcfs                (starvation: nobody waits far longer)
 
@@ -25,14 +26,19 @@ from typing import Sequence
 from hf_laps.replay.replayer import simulate
 from hf_laps.replay.scenarios import Scenario, build_scenarios
 from hf_laps.replay.traces import Trace
-from hf_laps.scheduling import PREDICTOR_NAMES, LengthPredictor, SchedulerConfig, make_policy, policy_entry, policy_names
+from hf_laps.scheduling import (PREDICTOR_NAMES, LengthPredictor, SchedulerConfig, baseline_names, make_policy,
+                                policy_entry, policy_names)
 from hf_laps.scheduling.predictors.registry import NOISY_SIGMA, PredictorFactory, predictor_factory  # noqa: F401
 from hf_laps.stats import percentile
 
-# the best-baseline set of the issue: the paper's comparison points and the paper's own policy
-BASELINES = ("fcfs", "las", "lp-sjf", "laps-sd")
+PAPER = "laps-sd"                  # the paper's policy: other policies are measured against it too
 REFERENCE = "srpt-oracle"          # the lower bound every ratio is also taken to
 PREDICTORS = ("learned", "hidden", "oracle")
+
+
+def best_of_names() -> tuple[str, ...]:
+    """The policies `over_best` takes the best of: the registry's baselines and the paper's policy."""
+    return tuple(dict.fromkeys(baseline_names() + (PAPER,)))
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class HeadlineConfig:
 
     def compared(self) -> tuple[str, ...]:
         """The asked policies plus the ones every ratio needs (baselines, srpt-oracle, fcfs)."""
-        needed = [p for p in BASELINES + (REFERENCE,) if p in policy_names()]
+        needed = [p for p in best_of_names() + (REFERENCE,) if p in policy_names()]
         return tuple(dict.fromkeys(list(self.policies) + needed))
 
 
@@ -142,7 +148,7 @@ def scenario_outcomes(scenario: Scenario, cfg: HeadlineConfig, histories: dict[s
 
 def cell_rows(recording: str, scenario: Scenario, predictor: str, outcomes: dict[str, Outcome]) -> list[Row]:
     """The rows of one cell: every policy with its ratios to this cell's references."""
-    baselines = {b: outcomes[b].mean for b in BASELINES if b in outcomes}
+    baselines = {b: outcomes[b].mean for b in best_of_names() if b in outcomes}
     best = min(baselines, key=baselines.get)
     srpt, fcfs_p99 = outcomes[REFERENCE].mean, outcomes["fcfs"].p99
     return [Row(recording=recording, scenario=scenario.name, kind=scenario.kind, predictor=predictor,

@@ -200,16 +200,6 @@ class SimulationResult:
     def switch_seconds(self) -> float:
         return sum(r.switch_seconds for r in self.requests)
 
-    @property
-    def idle_seconds(self) -> float:
-        """Makespan not spent admitting, running or switching (waiting for arrivals)."""
-        admit = sum(r.admit_seconds for r in self.records)
-        return max(self.makespan - self.busy_seconds - self.switch_seconds - admit, 0.0)
-
-    def completion_order(self) -> list[str]:
-        """Request ids by finish time (ties by input order)."""
-        return [r.custom_id for r in sorted(self.requests, key=lambda r: r.finish)]
-
     def summary(self) -> dict:
         """mean / p50 / p90 / p99 latency, mean TTFT, makespan, tokens/s, preemptions, switches."""
         out = {"policy": self.policy, "requests": len(self.requests)}

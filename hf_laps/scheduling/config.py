@@ -8,7 +8,7 @@ CLI flags (`num_queues` -> `--num-queues`), generated from the dataclass with ea
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 ATTAINED_UNITS = ("seconds", "rounds")
 
@@ -93,7 +93,7 @@ class SchedulerConfig:
         "estimated remaining service share one scale) or rounds (an ablation).")
     # docs/design.md#queues-and-thresholds
     num_queues: int = _knob(4, "K, the number of priority queues (the paper: K=6 best at 10 requests, K=4 at 30).")
-    # docs/acceptance.md (open question 2)
+    # docs/studies/acceptance.md (open question 2)
     adaptive_queues_cv2: float | None = _knob(
         None, "Adaptive K: one queue while the admitted requests' predicted lengths are alike (squared "
         "coefficient of variation below this), num_queues from the first time they are not (then for good); "
@@ -126,7 +126,7 @@ class SchedulerConfig:
         True, "The paper's probe: a request stays non-perceptible (LAS) until its acceptance passes the "
         "stability test. Off (an ablation, not the paper): perceptible at admission, its remaining time "
         "priced with the job's acceptance until it has drafted itself.")
-    # docs/acceptance.md
+    # docs/studies/acceptance.md
     per_request_acceptance: bool = _knob(
         True, "A perceptible request's remaining time uses its own acceptance rate and draft length; off "
         "(an acceptance-blind ablation): the job's, so requests differ only in their remaining tokens.")
@@ -173,18 +173,6 @@ class SchedulerConfig:
     def as_dict(self) -> dict:
         """JSON-able copy (for the timing log header)."""
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "SchedulerConfig":
-        """The inverse of as_dict (the nested gittins knobs come back as a GittinsConfig)."""
-        values = dict(values)
-        if isinstance(values.get("gittins"), dict):
-            values["gittins"] = GittinsConfig(**values["gittins"])
-        return cls(**values)
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
 
 def _is_number(value: object) -> bool:

@@ -71,10 +71,11 @@ class LapsGenerator:
         model: the target causal LM (a loaded `PreTrainedModel`).
         assistant_model: the draft model; None = prompt-lookup drafting.
         tokenizer: the target's tokenizer (text prompts, chat messages, stop strings, `text`).
-        policy: fcfs | las | lp-sjf | srpt-oracle | laps-sd.
+        policy: fcfs | las | lp-sjf | srpt-oracle | laps-sd | gittins | robust-srpt (any registered
+            policy: `hf_laps.scheduling.policy_names()`).
         engine_config: draft length and drafting knobs.
         scheduler_config: LAPS-SD / LAS queue knobs.
-        predictor: a predictor name (oracle | noisy-oracle | learned) or instance, for lp-sjf and
+        predictor: a predictor name (oracle | noisy-oracle | learned | hidden) or instance, for lp-sjf, gittins and
             laps-sd; default `learned`, fitted on `history` timing logs if given.
         predictor_options: kwargs of `build_predictor` (hf_laps.scheduling.predictors.registry:
             history, sigma, seed, exclude, and the predictor's own options).

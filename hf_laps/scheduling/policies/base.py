@@ -11,9 +11,9 @@ A batched driver asks `pick_batch(now, B)` instead and reports every request of 
 head is always `pick(now)` (so B = 1 is exactly `pick`, hysteresis and run-to-threshold rules
 included); the other B - 1 places go to the next requests in the policy's own order (`ranked`).
 
-Preemption is the driver running a different request than last round; `should_preempt` answers
-exactly `pick(now) != running_id`. `pick` has no side effects beyond dropping stale heap entries,
-so it may be called any number of times.
+Preemption is the driver running a different request than last round: the policy preempts
+`running_id` exactly when `pick(now) != running_id`. `pick` has no side effects beyond dropping
+stale heap entries, so it may be called any number of times.
 """
 from __future__ import annotations
 
@@ -58,10 +58,6 @@ class Policy(ABC):
     @abstractmethod
     def ranked(self, count: int) -> list[str]:
         """The `count` best waiting requests in the policy's own order, best first."""
-
-    def should_preempt(self, running_id: str, now: float) -> bool:
-        """True iff the next round should run something other than `running_id`."""
-        return self.pick(now) != running_id
 
     @abstractmethod
     def explain(self, request_id: str) -> dict:

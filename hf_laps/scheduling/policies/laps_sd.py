@@ -26,7 +26,7 @@ With `config.perceptible = False` no request ever becomes perceptible and this i
 With `config.probe = False` (an ablation, not the paper) every request is perceptible from
 admission: until it has drafted, its A_hat and n are the job's (accepted / drafted and drafted
 per round over every round so far; 0 before any), then its own as above.
-With `config.adaptive_queues_cv2 = c` (open question 2 of the paper, docs/acceptance.md) the
+With `config.adaptive_queues_cv2 = c` (open question 2 of the paper, docs/studies/acceptance.md) the
 policy starts with ONE queue (no thresholds: non-perceptible requests first come first served,
 perceptible ones first by T_rem) and switches to num_queues for good once the predicted lengths
 L_hat of the requests admitted so far (at least ADAPTIVE_MIN_REQUESTS) spread out:
@@ -37,7 +37,7 @@ K >= 5 on the mixed-cap natural job). Running sums make it O(1) per admission; t
 re-places every request once (O(n)).
 With `config.per_request_acceptance = False` (the acceptance-blind ablation) A_hat and n are
 always the job's, so perceptible requests are ordered by remaining tokens only; comparing the two
-says what knowing each request's acceptance is worth (docs/acceptance.md).
+says what knowing each request's acceptance is worth (docs/studies/acceptance.md).
 """
 from __future__ import annotations
 

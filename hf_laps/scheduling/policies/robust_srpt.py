@@ -1,6 +1,6 @@
 """Robust SRPT: shortest predicted remaining seconds, calibrated online, with an aging term.
 
-Why this policy. Replaying a recording nobody tuned on (issue 20), the Gittins policy lost
+Why this policy. Replaying a recording nobody tuned on, the Gittins policy lost
 30-40 % to lp-sjf in a burst: its index prices the whole predicted distribution, so when the
 predictor's quantiles are not calibrated on the job the index is wrong in shape, not just in
 scale. SRPT on a point estimate only needs the ORDER of the predictions to be right, and it
@@ -14,7 +14,7 @@ degrades gracefully as that order gets worse. Two things make it robust:
 * an aging term: key = remaining seconds + aging x arrival. A request's key falls by `aging`
   seconds for every second it waits relative to later arrivals, so a request of S remaining
   seconds can be overtaken by newcomers for at most S / aging seconds: starvation is bounded,
-  unlike pure SRPT (issue 20: p99 within 2x fcfs's).
+  unlike pure SRPT (the goal: p99 within 2x fcfs's).
 
 The rank of request i (seconds):
 
