@@ -93,8 +93,8 @@ def test_a_failing_shared_forward_falls_back_to_single_rounds(target):
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
-        # only a forward over several rows carries a mask (batch-1 verifies pass none)
-        if kwargs.get("attention_mask") is not None:
+        # only a batched forward passes position ids (batch-1 verifies pass none)
+        if kwargs.get("position_ids") is not None:
             calls["n"] += 1
             if calls["n"] == 2:
                 raise RuntimeError("out of memory (simulated)")

@@ -86,9 +86,10 @@ def test_dear_positions_trim_greedy_drafts_and_tokens_stay_exact(target, draftin
     for trim in (True, False):
         states = [engine.start(p, request_id=f"r{i}", max_new_tokens=b, do_sample=False)
                   for i, (p, b) in enumerate(zip(prompts(4), budgets))]
-        batcher = BatchedRound(engine, goodput_drafts=trim)
+        batcher = BatchedRound(engine)
         batcher.cost.observe = lambda tokens, seconds: None  # keep the line below
-        batcher.cost.line = (0.1, 1.0)
+        # positions 10x the fixed part, or free (then every draft on offer is verified)
+        batcher.cost.line = (0.1, 1.0) if trim else (1.0, 0.0)
         drafted[trim] = 0
         while not all(s.finished for s in states):
             live = [s for s in states if not s.finished]

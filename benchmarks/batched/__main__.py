@@ -43,7 +43,8 @@ def parse_args(argv=None, parser: argparse.ArgumentParser | None = None) -> argp
                         help="compare this B with B = 1 under load (default: the candidates from the table)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="default B: within this of the best tok/s")
     parser.add_argument("-n", type=int, default=None, help="draft length (engine default if omitted)")
-    parser.add_argument("--layout", choices=["packed", "padded"], default="packed", help="batch KV layout")
+    parser.add_argument("--token-budget", type=int, default=None,
+                        help="most prompt + draft tokens one batched round feeds (long prompts join in chunks)")
     parser.add_argument("--model", default=None, help="target model (default: the embedded SmolLM2-135M)")
     parser.add_argument("--assistant", default=None, help="draft model (default: prompt lookup)")
     parser.add_argument("--device", default="cpu")
@@ -96,7 +97,7 @@ def run_table(args, engine, model, tokenizer, requests, history, log):
                         log("# srpt-oracle skipped: it needs fcfs at B = 1 first (its seconds per token)")
                         continue
                     result = run_ours(engine, requests, size, name, seconds_per_token=seconds_per_token,
-                                      history=history, layout=args.layout)
+                                      history=history, token_budget=args.token_budget)
                     key = name
                     if size == 1 and name == "fcfs" and seconds_per_token is None:
                         seconds_per_token = sum(result.service) / result.tokens
@@ -125,7 +126,7 @@ def choose_default(args, engine, requests, history, rows, runs, log):
             return
         load = latency_under_load(engine, requests, [1, candidate], service, utilisation=args.utilisation,
                                   policy=args.load_policy, history=history, repeats=args.load_repeats,
-                                  seed=args.seed, layout=args.layout, log=log)
+                                  seed=args.seed, token_budget=args.token_budget, log=log)
         log(f"| B | mean latency s (median of {args.load_repeats}) |\n|---|---|\n"
             + "\n".join(f"| {b} | {lat:.2f} |" for b, lat in load.latency.items())
             + f"\narrival rate {load.rate:.3f}/s; B={candidate} vs B=1 latency {load.latency[candidate] / load.latency[1]:.2f}x")
@@ -151,7 +152,7 @@ def bench(args, model, draft, tokenizer, log=print) -> None:
     drafting = "draft model" if draft is not None else "prompt lookup"
     log(f"# {len(requests)} requests of {args.job} (seed {args.seed}, lines without stop strings), "
         f"{sum(r.true_output_tokens for r in requests)} true output tokens, max_tokens x {args.token_scale}: "
-        f"{sorted({r.max_new_tokens for r in requests})}; {drafting} n={engine.draft_length}, {args.layout}; "
+        f"{sorted({r.max_new_tokens for r in requests})}; {drafting} n={engine.draft_length}, token budget {args.token_budget}; "
         f"{model.device} {model.dtype}, {args.threads} threads, torch {torch.__version__}, {platform.machine()}; "
         f"learned-predictor history: {len(history)} recorded requests")
     rows, runs = run_table(args, engine, model, tokenizer, requests, history, log)

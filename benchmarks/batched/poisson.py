@@ -38,12 +38,12 @@ def interleaved(sizes: list[int], repeats: int) -> list[int]:
 
 def latency_under_load(engine, requests, sizes: list[int], service_seconds: float, *, utilisation: float = 0.7,
                        policy: str = "laps-sd", history=None, repeats: int = 2, seed: int = 0,
-                       layout: str = "packed", log=print) -> LoadResult:
+                       token_budget: int | None = None, log=print) -> LoadResult:
     rate = utilisation / service_seconds
     arrivals = poisson_arrivals(len(requests), rate, seed)
     runs: dict[int, list[RunResult]] = {size: [] for size in sizes}
     for size in interleaved(sizes, repeats):
-        result = run_ours(engine, requests, size, policy, arrivals=arrivals, history=history, layout=layout)
+        result = run_ours(engine, requests, size, policy, arrivals=arrivals, history=history, token_budget=token_budget)
         runs[size].append(result)
         log(f"#   poisson U={utilisation} B={size} {policy}: mean latency {result.mean_latency:.2f} s, "
             f"wall {result.wall:.1f} s")

@@ -98,8 +98,8 @@ def submissions(requests: list[BenchRequest], arrivals: list[float] | None = Non
 
 def run_ours(engine, requests: list[BenchRequest], size: int, policy: str = "fcfs", *,
              arrivals: list[float] | None = None, seconds_per_token: float | None = None,
-             history: list | None = None, layout: str = "packed") -> RunResult:
-    executor = BatchEngineExecutor(engine, layout) if size > 1 else EngineExecutor(engine)
+             history: list | None = None, token_budget: int | None = None) -> RunResult:
+    executor = BatchEngineExecutor(engine, token_budget) if size > 1 else EngineExecutor(engine)
     meter = CopyMeter(executor) if size > 1 else None
     loop = ServingLoop(executor, fresh_policy(policy, history), max_batch_size=size)
     started = time.perf_counter()

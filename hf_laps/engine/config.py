@@ -42,11 +42,11 @@ class EngineConfig:
         if self.draft_temperature is not None and self.draft_temperature <= 0:
             raise ValueError(f"draft_temperature must be > 0, got {self.draft_temperature}")
 
-    def draft_length_for(self, uses_model: bool) -> int:
-        """The draft length n for a draft model (True) or prompt lookup (False)."""
+    def draft_length_for(self, kind: str) -> int:
+        """The draft length n for a drafting strategy's `kind` ("model" or "prompt_lookup")."""
         if self.draft_length is not None:
             return self.draft_length
-        return DEFAULT_DRAFT_LENGTH["model" if uses_model else "prompt_lookup"]
+        return DEFAULT_DRAFT_LENGTH[kind]
 
 
 class ContextWindowExceeded(ValueError):

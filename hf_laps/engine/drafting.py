@@ -1,29 +1,68 @@
-"""Draft backends: who proposes the n tokens that the target verifies in one forward.
+"""Drafting strategies: who proposes the n tokens that the target verifies in one forward.
 
-Two strategies, mirroring transformers' candidate generators (one class per strategy):
+`DraftStrategy` is the base class (transformers' `CandidateGenerator` is the model: one class
+per strategy, the caller never asks which one it has). Every strategy answers `propose` (one
+request), `propose_rows` (the rows of one batched round, given the rule that trims their draft
+lengths), `rollback`, `adapt` (the per-request draft-length schedule) and `models` (the weights
+it runs, for memory accounting). Two strategies:
 - `DraftModelBackend`: a small causal LM run token by token on the request's own DynamicCache
-  (in a batched round: all rows' caches packed into one forward per draft step).
+  (in a batched round: all rows in one forward per draft step, each row's K/V in its own slot,
+  `hf_laps.engine.ragged`). It pays a forward per draft step, so it trims BEFORE drafting.
   transformers' `AssistedCandidateGenerator` calls a full `assistant_model.generate()` every
   round (config copies, processor construction, mask inference: ~2 ms of Python per round);
   direct forwards remove that waste.
 - `PromptLookupBackend`: n-gram lookup in the request's own tokens (no model). It reuses
   transformers' `PromptLookupCandidateGenerator`, which is stateless apart from its config.
+  Lookup is free and often finds nothing, so it trims AFTER proposing, over what it found.
 """
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
 
 import torch
 from transformers import PreTrainedModel
 from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
-from hf_laps.engine.batch_kv import gather_packed
 from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
+from hf_laps.engine.ragged import RaggedBatch
 from hf_laps.engine.state import GenerationState
 
+Proposal = tuple[torch.Tensor, "torch.Tensor | None"]  # (ids [m], q [m, V] when a model samples)
+Trim = Callable[[list[int]], list[int]]  # draft lengths on offer -> the lengths to verify
 
-class DraftModelBackend:
+
+class DraftStrategy(ABC):
+    """One way to propose drafts. `kind` names its default draft length (EngineConfig)."""
+
+    kind: str = ""
+    model: PreTrainedModel | None = None  # the draft model, for strategies that run one
+
+    @property
+    def models(self) -> list[PreTrainedModel]:
+        """The weights this strategy runs besides the target's (memory and KV accounting)."""
+        return [] if self.model is None else [self.model]
+
+    @abstractmethod
+    def propose(self, state: GenerationState, k: int) -> Proposal:
+        """Up to k drafts for one request."""
+
+    @abstractmethod
+    def propose_rows(self, states: list[GenerationState], limits: list[int], trim: Trim) -> list[Proposal]:
+        """Drafts for the rows of one batched round: row i at most limits[i], and `trim` (over
+        the per-row lengths on offer) picks how many of them the round verifies."""
+
+    def rollback(self, state: GenerationState, keep: int) -> None:
+        """Forget what the strategy saw past the first `keep` committed tokens."""
+
+    def adapt(self, state: GenerationState, drafted: int, accepted: int, schedule: str) -> None:
+        """Move the request's draft length after a round (`schedule` of EngineConfig)."""
+
+
+class DraftModelBackend(DraftStrategy):
     """Draft with a separate assistant model (e.g. LLaMA-68M for LLaMA-7B)."""
 
-    uses_model = True
+    kind = "model"
 
     def __init__(self, model: PreTrainedModel, draft_temperature: float | None = None):
         self.model = model.eval()
@@ -56,10 +95,23 @@ class DraftModelBackend:
             feed = token
         return self._until_eos(state, tokens, probs)
 
+    def propose_rows(self, states: list[GenerationState], limits: list[int], trim: Trim) -> list[Proposal]:
+        # a draft step costs a forward: cap the lengths first, then draft every row at once
+        return self.propose_batch(states, trim(limits))
+
+    def adapt(self, state: GenerationState, drafted: int, accepted: int, schedule: str) -> None:
+        """transformers' heuristic: n += 2 after a fully accepted round, else n = max(1, n - 1)."""
+        if schedule != "heuristic":
+            return
+        if drafted > 0 and accepted == drafted:
+            state.draft_length += 2
+        else:
+            state.draft_length = max(1, state.draft_length - 1)
+
     @torch.no_grad()
-    def propose_batch(self, states: list[GenerationState], limits: list[int]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    def propose_batch(self, states: list[GenerationState], limits: list[int]) -> list[Proposal]:
         """`propose` for several requests at once: each draft step is ONE draft-model forward over
-        the rows still drafting, their own caches packed into one sequence (`hf_laps.engine.batch_kv`),
+        the rows still drafting, each row's K/V in its own slot (`hf_laps.engine.ragged`),
         instead of one batch-1 forward per row. Row i drafts up to limits[i] tokens; everything
         per row (processors, its generator, the EOS cut, the cache left at len(ids) + m - 1) is
         as in `propose`, the logits differ from batch 1 only by fp rounding.
@@ -73,10 +125,9 @@ class DraftModelBackend:
         tokens: list[list[torch.Tensor]] = [[] for _ in states]
         probs: list[list[torch.Tensor | None]] = [[] for _ in states]
         while live:
-            caches = [states[i].draft_cache for i in live]
-            batch = gather_packed(self.model, caches, [feeds[i] for i in live], keeps=[1] * len(live))
-            out = self.model(**batch.forward_kwargs(), **{self._cache_kw: batch.cache}, use_cache=True)
-            batch.scatter(caches)
+            batch = RaggedBatch.of([states[i].draft_cache for i in live], [feeds[i] for i in live],
+                                   [states[i].max_length for i in live], keeps=[1] * len(live))
+            out = batch.forward(self.model)
             for row, i in enumerate(live):
                 token, q = self._pick(states[i], sequences[i], batch.logits_rows(out.logits, row, 1).float())
                 tokens[i].append(token[0])
@@ -129,10 +180,10 @@ class DraftModelBackend:
             crop_to(state.draft_cache, keep)
 
 
-class PromptLookupBackend:
+class PromptLookupBackend(DraftStrategy):
     """Prompt-lookup decoding: copy the continuation of the last n-gram's earlier occurrence."""
 
-    uses_model = False
+    kind = "prompt_lookup"
 
     def __init__(self, max_matching_ngram_size: int = 2):
         # the draft length is not kept here: `propose` gets it from the request state each round
@@ -145,6 +196,12 @@ class PromptLookupBackend:
         lookup = self._lookup(state, k)
         candidate_ids, _ = lookup.get_candidates(ids)
         return candidate_ids[0, ids.shape[1] :], None
+
+    def propose_rows(self, states: list[GenerationState], limits: list[int], trim: Trim) -> list[Proposal]:
+        # free, and often finds nothing: look up first, then trim over what was found
+        proposals = [self.propose(state, k) for state, k in zip(states, limits)]
+        caps = trim([int(candidates.shape[0]) for candidates, _ in proposals])
+        return [(candidates[:cap], None) for (candidates, _), cap in zip(proposals, caps)]
 
     def _lookup(self, state: GenerationState, k: int) -> PromptLookupCandidateGenerator:
         # Built once per request (max_length and processors are per request), rebuilt after load.
@@ -161,6 +218,3 @@ class PromptLookupBackend:
             )
             state.runtime["prompt_lookup"] = lookup
         return lookup
-
-    def rollback(self, state: GenerationState, keep: int) -> None:
-        """Nothing to roll back: the lookup is a pure function of the committed ids."""

@@ -33,7 +33,7 @@ from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengt
 
 from hf_laps.engine import acceptance
 from hf_laps.compat import cache_kwarg, cache_length, crop_to, new_cache
-from hf_laps.engine.drafting import DraftModelBackend, PromptLookupBackend
+from hf_laps.engine.drafting import DraftModelBackend, DraftStrategy, PromptLookupBackend
 from hf_laps.engine.config import ContextWindowExceeded, EngineConfig
 from hf_laps.engine.features import FeatureConfig, make_prefill_features
 from hf_laps.engine.generation_fields import draft_length_option
@@ -72,11 +72,12 @@ class SpeculativeEngine:
         self.tokenizer = tokenizer
         self.config = config or EngineConfig()
         self._cache_kw = cache_kwarg(model)
+        self.draft: DraftStrategy
         if assistant_model is not None:
             self.draft = DraftModelBackend(assistant_model, self.config.draft_temperature)
         else:
             self.draft = PromptLookupBackend(self.config.max_matching_ngram_size)
-        self.draft_length = self.config.draft_length_for(self.draft.uses_model)
+        self.draft_length = self.config.draft_length_for(self.draft.kind)
         self._request_counter = 0
         self.features = make_prefill_features(model, features)
 
@@ -222,7 +223,7 @@ class SpeculativeEngine:
         start_len = int(state.input_ids.shape[1])
         t0 = time.perf_counter()
         candidates, draft_probs = self.propose(state)
-        t1 = self._sync_clock()
+        t1 = self.sync_clock()
         if prefill and self.features is not None:
             feed_len = start_len + int(candidates.shape[0])  # the prefill feeds everything
             with self.features.capture(start_len - 1, feed_len) as captured:
@@ -231,7 +232,7 @@ class SpeculativeEngine:
         else:
             scores = self._verify(state, candidates)
         tokens, reason = self.settle(state, candidates, draft_probs, scores)
-        t2 = self._sync_clock()
+        t2 = self.sync_clock()
         return self.record_round(state, candidates, tokens, reason, prefill=prefill,
                                  draft_seconds=t1 - t0, verify_seconds=t2 - t1)
 
@@ -265,7 +266,7 @@ class SpeculativeEngine:
         """Count the round in the state (metrics, draft-length schedule, finish) and report it."""
         drafted, accepted = int(candidates.shape[0]), int(tokens.shape[0]) - 1
         state.metrics.record(drafted, accepted)
-        self._update_schedule(state, drafted, accepted)
+        self.draft.adapt(state, drafted, accepted, self.config.draft_schedule)
         if reason is not None:
             state.finished, state.finish_reason = True, reason
             state.text = self.decode(state)
@@ -276,7 +277,8 @@ class SpeculativeEngine:
             features=tuple(state.features) if prefill and state.features is not None else None,
         )
 
-    def _sync_clock(self) -> float:
+    def sync_clock(self) -> float:
+        """perf_counter after the device finished its queued work (round timings)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
@@ -341,13 +343,6 @@ class SpeculativeEngine:
         crop_to(state.target_cache, keep)
         self.draft.rollback(state, keep)
 
-    def _update_schedule(self, state: GenerationState, drafted: int, accepted: int) -> None:
-        if self.config.draft_schedule != "heuristic" or not self.draft.uses_model:
-            return
-        if drafted > 0 and accepted == drafted:
-            state.draft_length += 2
-        else:
-            state.draft_length = max(1, state.draft_length - 1)
 
     # ---- conveniences ----------------------------------------------------------------------
     def generate(self, prompt, **generation_kwargs) -> GenerationState:

@@ -7,9 +7,8 @@ replaced by the exception, which the loop turns into that request's error.
 
 Each report says what the shared forward was (`RoundReport.batch_size`, `batch_tokens`), so the
 timing log keeps what a replay needs to learn the batched round's cost (hf_laps/replay/batch_cost.py).
-A request whose first round ran alone (`BatchedRound.batch_prefill` off: the padded layout, or
-an engine taking length-prediction features) reports a batch-1 round (the defaults), as does a
-batch of one row: its log line is exactly a batch-1 round's.
+Every row, new requests' prefills included, shares the forward; a batch of one row reports a
+batch-1 round (the defaults): its log line is exactly a batch-1 round's.
 """
 from __future__ import annotations
 
@@ -25,20 +24,23 @@ from hf_laps.scheduling import RoundReport
 class BatchEngineExecutor(EngineExecutor):
     """Runs submissions on `engine`, up to a whole batch per round (see `hf_laps.serving.executor.BatchExecutor`)."""
 
-    def __init__(self, engine: SpeculativeEngine, layout: str = "packed") -> None:
+    def __init__(self, engine: SpeculativeEngine, token_budget: int | None = None) -> None:
         super().__init__(engine)
-        self.batched = BatchedRound(engine, layout)
+        self.batched = BatchedRound(engine, token_budget)
 
     def run_batch(self, request_ids: list[str]) -> BatchRan:
         states = [self.states[rid] for rid in request_ids]
         # tokens each row feeds besides its drafts: the committed tokens its target cache has not
         # seen (the whole prompt on a first round, the last round's bonus token after it)
         unseen = {s.request_id: int(s.input_ids.shape[1]) - s.kv_len for s in states}
-        shared = {s.request_id for s in states if s.started or self.batched.batch_prefill}
+        before = {s.request_id: s.kv_len for s in states}
+        shared = {s.request_id for s in states}
         outcome = self.batched.step(states)
         reports = [round_report(r) for r in outcome.results]
-        # rows whose own part raised after the forward fed their unseen tokens too (drafts unknown)
-        fed = {r.request_id: unseen[r.request_id] + r.drafted for r in reports}
+        # a row that fed only a chunk of its prompt fed what its cache grew by; rows whose own part
+        # raised after the forward fed their unseen tokens too (drafts unknown)
+        fed = {r.request_id: (r.kv_len - before[r.request_id] if r.prefill and r.emitted == 0
+                              else unseen[r.request_id] + r.drafted) for r in outcome.results}
         batch_tokens = sum(fed.get(rid, unseen[rid]) for rid in shared)
         reports = [_with_batch(r, len(shared), batch_tokens) if r.request_id in shared else r for r in reports]
         return BatchRan(reports=reports, seconds=outcome.seconds,

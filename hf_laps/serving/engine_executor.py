@@ -43,7 +43,7 @@ class EngineExecutor:
         return self.states[request_id].kv_bytes
 
     def kv_bytes_per_token(self) -> int:
-        models = [self.engine.model] + ([self.engine.draft.model] if self.engine.draft.uses_model else [])
+        models = [self.engine.model] + self.engine.draft.models
         return sum(model_kv_bytes_per_token(model) for model in models)
 
     def park(self, request_id: str) -> float:
