@@ -81,14 +81,15 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in options.items() if name not in REFUSED}
 
 
-def draft_length_option(options: dict[str, Any], uses_model: bool) -> int | None:
+def draft_length_option(options: dict[str, Any], drafting_kind: str) -> int | None:
     """The per-call draft length from `num_assistant_tokens` / `prompt_lookup_num_tokens`,
-    popped from `options`; when both are given, the drafting in use picks its own name."""
+    popped from `options`; when both are given, the drafting in use (`DraftStrategy.kind`: "model" or
+    "prompt_lookup") picks its own name."""
     values = {name: options.pop(name) for name in DRAFT_LENGTH if options.get(name) is not None}
     options.pop(DRAFT_LENGTH[0], None), options.pop(DRAFT_LENGTH[1], None)
     if not values:
         return None
-    own = DRAFT_LENGTH[0] if uses_model else DRAFT_LENGTH[1]
+    own = DRAFT_LENGTH[0] if drafting_kind == "model" else DRAFT_LENGTH[1]
     name = own if own in values else next(iter(values))
     return _check_draft_length(name, values[name])
 

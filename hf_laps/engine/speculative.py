@@ -22,7 +22,6 @@ the prompt-lookup candidate generator.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,7 +37,7 @@ from hf_laps.engine.config import ContextWindowExceeded, EngineConfig
 from hf_laps.engine.features import FeatureConfig, make_prefill_features
 from hf_laps.engine.generation_fields import draft_length_option
 from hf_laps.metrics import SpecMetrics
-from hf_laps.engine.state import GenerationState, RoundResult, read_state_file, restore_cache
+from hf_laps.engine.state import GenerationState, RoundResult, jsonable_kwargs, read_state_file, restore_cache
 
 DEFAULT_MAX_NEW_TOKENS = 128
 
@@ -119,7 +118,7 @@ class SpeculativeEngine:
             self._request_counter += 1
         kwargs = dict(generation_kwargs)
         seed = kwargs.pop("seed", None)
-        draft_length = draft_length_option(kwargs, self.draft.uses_model)
+        draft_length = draft_length_option(kwargs, self.draft.kind)
         if "max_new_tokens" not in kwargs and "max_length" not in kwargs:
             kwargs["max_new_tokens"] = self._fitted(default_max_new_tokens, int(input_ids.shape[1]))
         state = self._new_state(request_id, input_ids, kwargs)
@@ -169,7 +168,7 @@ class SpeculativeEngine:
             input_ids=input_ids,
             prompt_len=prompt_len,
             max_length=max_length,
-            generation_kwargs=_jsonable(kwargs),
+            generation_kwargs=jsonable_kwargs(kwargs),
             generation_config=generation_config,
             logits_processor=processors,
             stopping_criteria=criteria,
@@ -387,15 +386,3 @@ class SpeculativeEngine:
 def _custom_criteria(criteria: StoppingCriteriaList) -> StoppingCriteriaList:
     """Everything besides max-length / EOS: checked on every prefix of a block."""
     return StoppingCriteriaList([c for c in criteria if not isinstance(c, (MaxLengthCriteria, EosTokenCriteria))])
-
-
-def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The kwargs that survive a JSON round trip (objects are passed again on load)."""
-    kept = {}
-    for key, value in kwargs.items():
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue
-        kept[key] = value
-    return kept

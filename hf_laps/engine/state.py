@@ -213,3 +213,15 @@ def restore_cache(cache: DynamicCache, prefix: str, scalars: list[dict], tensors
                 setattr(layer, key[len(head) :], tensor.to(device))
         if hasattr(layer, "device") and getattr(layer, "is_initialized", False):
             layer.device = torch.device(device)
+
+
+def jsonable_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs that survive a JSON round trip (objects are passed again on load)."""
+    kept = {}
+    for key, value in kwargs.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        kept[key] = value
+    return kept
