@@ -48,7 +48,8 @@ def _drafting(record: dict) -> SpecMetrics:
     )
 
 
-def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) -> dict[str, Any]:
+def summarize(timing_records: list[dict], *, wall_seconds: float | None = None,
+              batched_round_failures: int | None = None) -> dict[str, Any]:
     """Aggregate a job's timing records.
 
     Args:
@@ -57,6 +58,8 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
             `hf_laps.scheduling.read_timing_log` first: it keeps the last record of each (the
             one place that rule lives).
         wall_seconds: the job's wall-clock time, if known (adds wall_tokens_per_second).
+        batched_round_failures: batched rounds that raised and whose rows were rerun one by
+            one (the serving loop's count, logged with their causes); None when not known.
 
     Returns:
         requests; latency_/ttft_/queue_wait_ mean, p50, p90, p99 (seconds); makespan
@@ -64,7 +67,8 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
         (output tokens / makespan); num_spec_steps, num_draft_tokens,
         num_accepted_draft_tokens, mean_acceptance_length, draft_acceptance_rate,
         acceptance_histogram; preemptions, busy_seconds, switch_seconds,
-        preemption_overhead; finish_reasons; wall_seconds, wall_tokens_per_second.
+        preemption_overhead; finish_reasons; wall_seconds, wall_tokens_per_second;
+        batched_round_failures.
     """
     recs = list(timing_records)
     arrivals = [float(r.get("arrival", 0.0)) for r in recs]
@@ -104,6 +108,7 @@ def summarize(timing_records: list[dict], *, wall_seconds: float | None = None) 
         "finish_reasons": dict(Counter(str(r.get("finish_reason")) for r in recs)),
         "wall_seconds": wall_seconds,
         "wall_tokens_per_second": _ratio(output_tokens, wall_seconds or 0.0),
+        "batched_round_failures": batched_round_failures,
     }
     return summary
 
@@ -130,6 +135,8 @@ def format_summary_table(summary: dict[str, Any]) -> str:
         ("preemptions", str(s["preemptions"]),
          "preemption overhead", _fmt(_pct(s["preemption_overhead"]), ".2f", " %")),
     ])
+    if s.get("batched_round_failures"):
+        lines += _pairs([("batched round failures", str(s["batched_round_failures"]), "", "")])
     if s.get("wall_seconds") is not None:
         lines += _pairs([("wall time", _fmt(s["wall_seconds"], ".3f", " s"),
                           "wall tokens/s", _fmt(s["wall_tokens_per_second"], ".1f"))])

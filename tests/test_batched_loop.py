@@ -42,7 +42,7 @@ def test_batched_loop_is_exact_and_batches(target, policy, drafting):
 
 def test_batch_of_one_loop_runs_through_run_round(target):
     """max_batch_size=1 is a batch of one on the batch-1 executor (run_round)."""
-    gen = LapsGenerator(target, policy="fcfs", progress=False)
+    gen = LapsGenerator(target, policy="fcfs", max_batch_size=1, progress=False)
     submissions = [gen.submission(str(i), p, {"max_new_tokens": 8, "do_sample": False}) for i, p in enumerate(prompts(2))]
     completions = list(gen.stream(submissions))
     assert [c.submission.request_id for c in completions] == ["0", "1"]  # fcfs runs one to the end
