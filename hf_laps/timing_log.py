@@ -41,8 +41,9 @@ class RoundRecord:
     request's first round); `draft_seconds` its drafting part, None when not measured. A round
     that shared its target forward with other requests (max_batch_size > 1) also keeps
     `batch_size` (rows in that forward) and `batch_tokens` (their query tokens, summed); its
-    `seconds` are then the shared round's. On disk they are appended only when they differ from
-    the defaults (1, 0), so a batch-1 round is written exactly as before they existed.
+    `seconds` are then the shared round's. A round without a round id (one built outside the
+    serving loop) is written as before round ids existed: the two batch fields appended only when
+    they differ from the defaults (1, 0).
 
     `round_id` numbers the rounds of one run of the serving loop (0, 1, 2, ...): every row of one
     batched round logs the same id, so a replay finds a round's rows again without comparing

@@ -18,7 +18,7 @@ head (the policy's pick) always runs, so `cap` = 1 is exactly the policy's pick.
 saves the fixed part a for every row after the first, so the rule batches wide (all rows while
 no row of S is about to finish, on a CPU and a GPU alike) and holds back only a row whose tokens
 would delay requests in their last round by more than a round of waiting: a long prefill next
-to rows that are about to finish. docs/design.md derives the rule and what it optimises.
+to rows that are about to finish. docs/design.md#round-cost-planner derives the rule.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ token fed adds a little. So, in seconds,
 
 `tokens` is what the round feeds the target, summed over its rows: each row's unseen committed
 tokens (the whole prompt on its first round, the last round's bonus token after it) plus its
-drafts. docs/design.md ("The round-cost model and the batch planner") has the measured numbers
-behind the priors and the planner that uses the model.
+drafts. docs/design.md#round-cost-planner has the measured numbers behind the priors and the
+planner that uses the model.
 
 `RoundCostModel` starts from a prior per device kind (`prior_for`) and learns online from the
 job's own rounds (`observe(rows, tokens, seconds)`): an exponentially weighted least-squares fit
