@@ -92,12 +92,26 @@ def model_options(function):
         click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True, help="auto = float32 on CPU, bfloat16 on CUDA."),
         click.option("--trust-remote-code", is_flag=True, help="Allow model repos to run their own code (off by default)."),
         click.option("--seed", type=int, default=None, help="Seed for sampled requests without their own seed."),
-        click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Requests per speculative round: up to this many, picked by --policy, share one target verify forward (1 = one request per round)."),
+        click.option("--max-batch-size", type=BatchSize(), default="auto", show_default=True, help="The most requests per speculative round (a cap). Every round the scheduler chooses which of --policy's ranked requests share one target verify forward, by a round-cost model it learns from the job's own rounds. auto = up to 32, fewer when --kv-capacity-bytes admits fewer (1 for models whose cache cannot be batched); 1 = one request per round, exactly as before batching existed."),
         click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch. Default: the idle cores (cores - load average), 1 to 4."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
+
+
+class BatchSize(click.ParamType):
+    """--max-batch-size: an integer >= 1, or "auto"."""
+
+    name = "INTEGER|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        text = str(value).strip()
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"{value!r} is not an integer >= 1 or 'auto'", param, ctx)
 
 
 class PolicyChoice(click.ParamType):

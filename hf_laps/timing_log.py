@@ -9,7 +9,8 @@ and the workload tools all read logs back through `read_timing_log`. The on-disk
      "admitted": 0.004, "latency": 2.3, "queue_wait": 0.1, "prompt_tokens": 51, "output_tokens": 128,
      "max_new_tokens": 128, "finish_reason": "length",
      "rounds": [[drafted, accepted, seconds, draft_seconds], ...],   # the first one prefilled
-               # a batched round (B > 1) appends [..., batch_size, batch_tokens]
+               # a batched round (B > 1) appends [..., batch_size, batch_tokens];
+               # a round with a round id appends [..., batch_size, batch_tokens, round_id]
      "preemptions": 0, "switch_seconds": 0.0, "admit_seconds": 0.004, "busy_seconds": 2.1,
      "policy": "fcfs", "policy_final": {...}, "policy_events": [...], "metrics": {...},
      "prompt": "...", "features": {...} | null, "run_epoch": 1767225600.0}   # Unix time of the run's t = 0
@@ -40,8 +41,14 @@ class RoundRecord:
     request's first round); `draft_seconds` its drafting part, None when not measured. A round
     that shared its target forward with other requests (max_batch_size > 1) also keeps
     `batch_size` (rows in that forward) and `batch_tokens` (their query tokens, summed); its
-    `seconds` are then the shared round's. On disk they are appended only when they differ from
-    the defaults (1, 0), so a batch-1 round is written exactly as before they existed.
+    `seconds` are then the shared round's. A round without a round id (one built outside the
+    serving loop) is written as before round ids existed: the two batch fields appended only when
+    they differ from the defaults (1, 0).
+
+    `round_id` numbers the rounds of one run of the serving loop (0, 1, 2, ...): every row of one
+    batched round logs the same id, so a replay finds a round's rows again without comparing
+    measured seconds. Written as a 7th element [..., batch_size, batch_tokens, round_id]; None
+    (not written) for rounds logged before it existed, which stay readable.
     """
 
     drafted: int
@@ -50,6 +57,7 @@ class RoundRecord:
     draft_seconds: float | None = None
     batch_size: int = 1
     batch_tokens: int = 0
+    round_id: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.accepted <= max(self.drafted, 0) or not self.seconds >= 0:
@@ -64,19 +72,22 @@ class RoundRecord:
 
     def to_json(self) -> list:
         out = [self.drafted, self.accepted, self.seconds]
+        if self.round_id is not None:
+            return out + [self.draft_seconds, self.batch_size, self.batch_tokens, self.round_id]
         if self.batched:
             return out + [self.draft_seconds, self.batch_size, self.batch_tokens]
         return out + [self.draft_seconds] if self.draft_seconds is not None else out
 
     @classmethod
     def from_json(cls, item: Any) -> "RoundRecord":
-        if not isinstance(item, (list, tuple)) or len(item) not in (3, 4, 6):
+        if not isinstance(item, (list, tuple)) or len(item) not in (3, 4, 6, 7):
             raise ValueError("a round must be [drafted, accepted, seconds(, draft_seconds(, batch_size, "
-                             f"batch_tokens))], got {item!r}")
+                             f"batch_tokens(, round_id)))], got {item!r}")
         draft = float(item[3]) if len(item) >= 4 and item[3] is not None else None
-        batch_size, batch_tokens = (int(item[4]), int(item[5])) if len(item) == 6 else (1, 0)
+        batch_size, batch_tokens = (int(item[4]), int(item[5])) if len(item) >= 6 else (1, 0)
+        round_id = int(item[6]) if len(item) == 7 and item[6] is not None else None
         return cls(drafted=int(item[0]), accepted=int(item[1]), seconds=float(item[2]), draft_seconds=draft,
-                   batch_size=batch_size, batch_tokens=batch_tokens)
+                   batch_size=batch_size, batch_tokens=batch_tokens, round_id=round_id)
 
 
 @dataclass(frozen=True, kw_only=True)

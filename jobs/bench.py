@@ -143,9 +143,10 @@ def replay(traces, cfg: BenchConfig) -> dict[str, dict]:
     return out
 
 
-def batch_size(cfg: BenchConfig) -> int:
-    """The B of the real runs, which the replays use too (`--max-batch-size`)."""
-    return int(cfg.job_options.get("max_batch_size", 1))
+def batch_size(cfg: BenchConfig) -> int | str:
+    """The B cap of the real runs, which the replays use too (`--max-batch-size`; "auto" by
+    default, as `hf-laps run`), so a replay's batch planner decides as the real run's did."""
+    return cfg.job_options.get("max_batch_size", "auto")
 
 
 def replay_cost_model(cfg: BenchConfig):

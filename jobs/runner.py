@@ -78,7 +78,7 @@ class JobConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)  # draft length and drafting knobs
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # queue / stability / gittins knobs
     threads: int | None = None  # torch CPU threads; None: hf_laps.runtime.default_cpu_threads()
-    max_batch_size: int = 1  # requests per round sharing one verify forward
+    max_batch_size: int | str = "auto"  # the most requests per round sharing one verify forward ("auto": 32)
     shard: ShardSpec | None = None  # one process of a sharded run: only its requests (jobs/sharded.py)
 
     def __post_init__(self) -> None:
@@ -87,8 +87,10 @@ class JobConfig:
         self.summary = self.summary or f"{stem}.summary.json"
         if self.arrival_rate is not None and not self.arrival_rate > 0:
             raise ValueError(f"arrival_rate must be > 0 requests/s, got {self.arrival_rate}")
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.max_batch_size != "auto":
+            if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int) \
+                    or self.max_batch_size < 1:
+                raise ValueError(f"max_batch_size must be >= 1 or 'auto', got {self.max_batch_size!r}")
         if self.kv_capacity_bytes is not None and self.kv_capacity_bytes < 0:
             raise ValueError(f"kv_capacity_bytes must be >= 0, got {self.kv_capacity_bytes}")
         if self.max_new_tokens < 0:
@@ -120,6 +122,7 @@ class JobOutcome:
     counts: dict = field(default_factory=dict)
     outputs_opened: bool = False  # False: the run stopped before writing anything
     warnings: list[str] = field(default_factory=list)
+    batched_round_failures: int = 0  # batched rounds that raised; their rows reran one by one
 
 
 def run_job(config: JobConfig, generator=None, on_warning: Callable[[str], None] | None = None,
@@ -198,7 +201,8 @@ def _run(config, requests, line_errors, results, timing, generator, stop, starte
             return outcome
     # errors of requests skipped as already done (this run's are counted above already)
     outcome.failed += _previous_errors(config, {r.custom_id for r in requests} & done)
-    outcome.summary = _write_summary(config, wall_seconds=time.monotonic() - started)
+    outcome.summary = _write_summary(config, wall_seconds=time.monotonic() - started,
+                                     batched_round_failures=outcome.batched_round_failures)
     if outcome.failed:
         outcome.exit_code = EXIT_REQUEST_ERRORS
     return outcome
@@ -291,6 +295,8 @@ def _serve(config, todo, generator, results, timing, outcome, stop, policy) -> b
             results.write(_run_error(request, completion))
             outcome.failed += 1
         finished += 1
+    if stop.loop is not None:
+        outcome.batched_round_failures += getattr(stop.loop, "batched_round_failures", 0)
     return finished < len(submissions)  # a signal after the last request changes nothing
 
 
@@ -381,8 +387,9 @@ def _read_timing(path: str) -> list[TimingRecord]:
     return read_timing_log(path) if os.path.exists(path) else []
 
 
-def _write_summary(config: JobConfig, wall_seconds: float) -> dict:
-    summary = summarize(_read_timing(config.timing_log), wall_seconds=wall_seconds)
+def _write_summary(config: JobConfig, wall_seconds: float, batched_round_failures: int = 0) -> dict:
+    summary = summarize(_read_timing(config.timing_log), wall_seconds=wall_seconds,
+                        batched_round_failures=batched_round_failures)
     summary["policy"] = config.policy
     tmp = f"{config.summary}.tmp"
     try:

@@ -48,8 +48,8 @@ def _drafting(record: TimingRecord) -> SpecMetrics:
     )
 
 
-def summarize(timing_records: Iterable[TimingRecord | dict], *,
-              wall_seconds: float | None = None) -> dict[str, Any]:
+def summarize(timing_records: Iterable[TimingRecord | dict], *, wall_seconds: float | None = None,
+              batched_round_failures: int | None = None) -> dict[str, Any]:
     """Aggregate a job's timing records.
 
     Args:
@@ -58,6 +58,8 @@ def summarize(timing_records: Iterable[TimingRecord | dict], *,
             custom_id logged twice: the one place that rule lives). A dict (a log line's JSON)
             is parsed with `TimingRecord.from_json`.
         wall_seconds: the job's wall-clock time, if known (adds wall_tokens_per_second).
+        batched_round_failures: batched rounds that raised and whose rows were rerun one by
+            one (the serving loop's count, logged with their causes); None when not known.
 
     Returns:
         requests; latency_/ttft_/queue_wait_ mean, p50, p90, p99 (seconds); makespan
@@ -66,7 +68,8 @@ def summarize(timing_records: Iterable[TimingRecord | dict], *,
         (output tokens / makespan); num_spec_steps, num_draft_tokens,
         num_accepted_draft_tokens, mean_acceptance_length, draft_acceptance_rate,
         acceptance_histogram; preemptions, busy_seconds, switch_seconds,
-        preemption_overhead; finish_reasons; wall_seconds, wall_tokens_per_second.
+        preemption_overhead; finish_reasons; wall_seconds, wall_tokens_per_second;
+        batched_round_failures.
     """
     recs = [r if isinstance(r, TimingRecord) else TimingRecord.from_json(r) for r in timing_records]
     # a resumed job's runs each start at 0 on their own clock: one after the other on one axis
@@ -103,6 +106,7 @@ def summarize(timing_records: Iterable[TimingRecord | dict], *,
         "finish_reasons": dict(Counter(str(r.finish_reason) for r in recs)),
         "wall_seconds": wall_seconds,
         "wall_tokens_per_second": _ratio(output_tokens, wall_seconds or 0.0),
+        "batched_round_failures": batched_round_failures,
     }
     return summary
 
@@ -129,6 +133,8 @@ def format_summary_table(summary: dict[str, Any]) -> str:
         ("preemptions", str(s["preemptions"]),
          "preemption overhead", _fmt(_pct(s["preemption_overhead"]), ".2f", " %")),
     ])
+    if s.get("batched_round_failures"):
+        lines += _pairs([("batched round failures", str(s["batched_round_failures"]), "", "")])
     if s.get("wall_seconds") is not None:
         lines += _pairs([("wall time", _fmt(s["wall_seconds"], ".3f", " s"),
                           "wall tokens/s", _fmt(s["wall_tokens_per_second"], ".1f"))])

@@ -42,11 +42,35 @@ def test_batched_loop_is_exact_and_batches(target, policy, drafting):
 
 def test_batch_of_one_loop_runs_through_run_round(target):
     """max_batch_size=1 is a batch of one on the batch-1 executor (run_round)."""
-    gen = LapsGenerator(target, policy="fcfs", progress=False)
+    gen = LapsGenerator(target, policy="fcfs", max_batch_size=1, progress=False)
     submissions = [gen.submission(str(i), p, {"max_new_tokens": 8, "do_sample": False}) for i, p in enumerate(prompts(2))]
     completions = list(gen.stream(submissions))
     assert [c.submission.request_id for c in completions] == ["0", "1"]  # fcfs runs one to the end
     assert all(c.ok for c in completions)
+    # today's B = 1 run, token for token: every round alone, plain greedy's tokens
+    assert all(r.batch_size == 1 for c in completions for r in c.record.rounds)
+    for c in completions:
+        prompt = prompts(2)[int(c.submission.request_id)]
+        assert c.state.output_ids == ref.plain_greedy(target, prompt, max_new_tokens=8)
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "las", "lp-sjf", "srpt-oracle", "laps-sd", "gittins"])
+def test_the_default_batches_by_the_planner_and_stays_exact(target, policy):
+    """`max_batch_size="auto"` (the default): the planner batches every policy's ranked requests;
+    greedy tokens equal plain generate (the tiny model has no near-ties)."""
+    gen = LapsGenerator(target, policy=policy, progress=False,
+                        predictor=make_predictor("learned") if policy in ("lp-sjf", "laps-sd", "gittins") else None)
+    assert gen.max_batch_size == "auto" and gen.batch_cap() == 32
+    prompt_list = prompts(5)
+    submissions = [gen.submission(str(i), p, {"max_new_tokens": b, "do_sample": False})
+                   for i, (p, b) in enumerate(zip(prompt_list, budgets(5)))]
+    for s, b in zip(submissions, budgets(5)):
+        s.true_output_tokens, s.true_service_seconds = b, float(b)
+    completions = {c.submission.request_id: c for c in gen.stream(submissions)}
+    for i, (prompt, budget) in enumerate(zip(prompt_list, budgets(5))):
+        assert completions[str(i)].ok, completions[str(i)].error
+        assert completions[str(i)].state.output_ids == ref.plain_greedy(target, prompt, max_new_tokens=budget)
+    assert max(r.batch_size for c in completions.values() for r in c.record.rounds) > 1
 
 
 def test_batched_loop_needs_a_batch_executor(target):

@@ -111,3 +111,14 @@ def test_sampled_rows_keep_their_drafts(target):
     batcher.step(states)
     outcome = batcher.step(states)
     assert [r.drafted for r in outcome.results] == [4, 4, 4]
+
+
+def test_the_chosen_batch_s_width_decides_the_drafts_low_acceptance_rows_draft_nothing_when_wide():
+    """The planner's batch is what `BatchedRound._propose` trims for: the same low-acceptance row
+    keeps drafts in a narrow batch and drafts nothing (K = 0) in a wide one (CPU prior line)."""
+    line = prior_line("cpu")
+    narrow = draft_lengths([0.2, 0.9], [10, 10], 2, line)
+    wide = draft_lengths([0.2] + [0.9] * 31, [10] * 32, 32, line)
+    assert narrow[0] >= 1
+    assert wide[0] == 0
+    assert sum(wide) / 32 < sum(narrow) / 2   # speculation shrinks per row as the batch widens

@@ -15,7 +15,8 @@ greedy), interrupts it with SIGKILL, SIGINT or SIGTERM at a seeded random point,
 Some SIGKILL points also append a torn fragment of a record to the results and the timing log, as
 a power cut in the middle of a write would; `--resume` must cut it and rerun that request.
 
-Every scenario runs at one request per round and at batched rounds (--max-batch-size 4), each
+Every scenario runs at one request per round and at batched rounds (--max-batch-size 4, and the
+default "auto", where the batch planner decides every round), each
 checked against the same uninterrupted B = 1 reference: interruptions, resumes and batch
 composition change nothing in any record.
 
@@ -40,8 +41,8 @@ from pathlib import Path
 import pytest
 
 NIGHTLY = os.environ.get("HF_LAPS_NIGHTLY") == "1"
-BATCH_SIZES = (1, 4)
-POINTS_PER_SIGNAL = {1: 25, 4: 25} if NIGHTLY else {1: 5, 4: 2}  # by --max-batch-size
+BATCH_SIZES = (1, 4, "auto")
+POINTS_PER_SIGNAL = {1: 25, 4: 25, "auto": 25} if NIGHTLY else {1: 5, 4: 2, "auto": 2}  # by --max-batch-size
 KILLS_PER_CHAIN = 5  # interruptions of one job (each resumed) before a last --resume finishes it
 RUN_TIMEOUT = 180  # seconds; a run of the whole job takes ~5 s on 2 cores
 
@@ -72,7 +73,7 @@ def make_input(path: Path, n: int = 32, seed: int = 0) -> None:
     path.write_text("\n".join(raw) + "\n", encoding="utf-8")
 
 
-def command(model_dir: Path, resume: bool, batch: int = 1) -> list[str]:
+def command(model_dir: Path, resume: bool, batch: int | str = 1) -> list[str]:
     cmd = [sys.executable, "-m", "hf_laps.cli.main", "run", "input.jsonl", "-o", "results.jsonl",
            "--model", str(model_dir), "--no-progress", "--max-batch-size", str(batch)]
     return cmd + ["--resume"] if resume else cmd
@@ -292,7 +293,7 @@ def test_interrupt_and_resume(name, batch, reference, tiny_model_dir, tmp_path, 
     graceful = sig != signal.SIGKILL
     exit_code, reference_records, _ = reference
     total = len(reference_records)
-    rng = random.Random(f"hf-laps-crash-{name}" + (f"-b{batch}" if batch > 1 else ""))
+    rng = random.Random(f"hf-laps-crash-{name}" + (f"-b{batch}" if batch != 1 else ""))
     delivered, missed, torn, chains, doubled = 0, 0, 0, 0, 0
     while delivered < points:
         assert chains < points + 3, f"only {delivered} of {points} points reached"

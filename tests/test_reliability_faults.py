@@ -12,7 +12,8 @@ injected with monkeypatch; the exit code is the CLI's own `sys.exit` code:
   and `--resume` (after "freeing space") completes the job exactly once.
 
 The request faults and a representative disk fault run at one request per round and at batched
-rounds (--max-batch-size 4), against the same fault-free B = 1 run.
+rounds (--max-batch-size 4, and the default "auto": the batch planner decides), against the same
+fault-free B = 1 run.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from hf_laps.cli.run import run
 from hf_laps.engine.speculative import SpeculativeEngine
 
 N = 12
-BATCH_SIZES = (1, 4)
+BATCH_SIZES = (1, 4, "auto")
 
 
 def write_input(path: Path, extra: list[dict] = ()) -> Path:
@@ -127,7 +128,7 @@ def test_out_of_memory_in_a_round(tiny_model_dir, tmp_path, baseline, monkeypatc
     assert texts(records) == {k: v for k, v in baseline.items() if k not in failed}
     timing = read_records(tmp_path / "results.timing.jsonl")
     assert sorted(t["custom_id"] for t in timing) == sorted(set(baseline) - set(failed))
-    if batch > 1:  # the faults hit batched rounds: requests really ran side by side
+    if batch != 1:  # the faults hit batched rounds: requests really ran side by side
         assert max(sum(r["start"] <= t["start"] < r["finish"] for r in timing) for t in timing) >= 3
     assert json.loads((tmp_path / "results.summary.json").read_text())["requests"] == N - 2
     assert "10 succeeded, 2 failed" in result.output
@@ -189,8 +190,9 @@ class DiskFault:
     ("results.jsonl", "fsync", errno.EIO, False, 1),
     ("results.timing.jsonl", "write", errno.EDQUOT, False, 1),
     ("results.jsonl", "write", errno.ENOSPC, True, 4),
+    ("results.jsonl", "write", errno.ENOSPC, True, "auto"),
 ], ids=["results-enospc", "results-short-write-then-enospc", "results-fsync-eio", "timing-edquot",
-        "results-short-write-then-enospc-batch-4"])
+        "results-short-write-then-enospc-batch-4", "results-short-write-then-enospc-batch-auto"])
 def test_disk_fault_loses_nothing_and_resume_completes(tiny_model_dir, tmp_path, baseline, monkeypatch, target, call, err,
                                                        partial, batch):
     write_input(tmp_path / "input.jsonl")

@@ -223,17 +223,21 @@ B4_LOG = "benchmarks/data/mixed-30.b4.timing.jsonl"
 
 
 def test_a_real_batched_run_replays_at_its_own_batch_size():
-    """`hf-laps run benchmarks/data/mixed-30.jsonl --max-batch-size 4 --policy fcfs`, replayed."""
+    """`hf-laps run benchmarks/data/mixed-30.jsonl --max-batch-size 4 --policy fcfs`, replayed.
+
+    The log was recorded before the batch planner: every round ran fcfs's top 4, which the
+    replay re-enacts with batch_plan="fill"."""
     records, traces = read_timing_log(B4_LOG), load_traces(B4_LOG)
     real = sum(r.latency for r in records) / len(records)
     fit = fit_batch_cost(traces)
     assert fit.rounds > 400 and fit.intercept > 0 and fit.per_token > 0
     # re-enacting the recorded batches: the replayer itself is exact
-    exact = simulate(traces, "fcfs", cost=RecordedCost(batch=RecordedBatches(fit)), max_batch_size=4)
+    exact = simulate(traces, "fcfs", cost=RecordedCost(batch=RecordedBatches(fit)), max_batch_size=4,
+                     batch_plan="fill")
     assert exact.mean_latency == pytest.approx(real, rel=0.01)
     # the fit prices every batch alike: the same work in the same time (makespan), while the
     # machine's load, which grew during the recording, is averaged (docs/studies/replay-batched.md)
-    fitted = simulate(traces, "fcfs", max_batch_size=4)
+    fitted = simulate(traces, "fcfs", max_batch_size=4, batch_plan="fill")
     assert fitted.makespan == pytest.approx(max(r.finish for r in records), rel=0.02)
     assert fitted.mean_latency == pytest.approx(real, rel=0.15)
 

@@ -13,8 +13,10 @@ requests. Its seconds grow with what the forward computes:
   fed): the attention reads.
 
 `fit_batch_cost` fits (a, b, c) by least squares on the batched rounds of a timing log (rounds
-logged with batch_size > 1, docs/timing-log.md). Every row of one forward logs the same measured
-seconds, so the rows of a round are found again by that value; each round is one observation.
+logged with batch_size > 1, docs/timing-log.md). Every row of one forward logs the same round id
+(`RoundRecord.round_id`), so the rows of a round are found again by it; each round is one
+observation. (Logs written before round ids existed fall back to the rows' identical measured
+seconds, draft seconds, batch size and tokens.)
 A log with no batched rounds (every recording at B = 1) cannot teach the batch's cost; then
 `BatchFactor` prices a round from its rows' own batch-1 seconds: the slowest row's seconds times
 a ratio measured side by side on the embedded model (BATCH_RATIOS).
@@ -150,9 +152,7 @@ class RecordedBatches:
 
     def seconds(self, rows: Sequence[RowRound]) -> float:
         first = rows[0].record
-        if first.batch_size == len(rows) and all(
-                (r.record.seconds, r.record.draft_seconds, r.record.batch_tokens)
-                == (first.seconds, first.draft_seconds, first.batch_tokens) for r in rows):
+        if first.batch_size == len(rows) and all(_round_key(r.record) == _round_key(first) for r in rows):
             return first.seconds
         return self.otherwise.seconds(rows)
 
@@ -168,20 +168,30 @@ def replay_rows(trace: Trace) -> list[RowRound]:
     return rows
 
 
+def _round_key(r: RoundRecord) -> tuple:
+    """What the rows of one recorded round share: its round id (with the round's size and tokens,
+    so the same id in two runs of a resumed job stays apart: a group that mixes them has more
+    rows than its batch size and is left out); in a log without round ids, the measured values
+    (two rounds that measured the same seconds would merge)."""
+    if r.round_id is not None:
+        return ("id", r.round_id, r.batch_size, r.batch_tokens)
+    return ("measured", r.seconds, r.draft_seconds, r.batch_size, r.batch_tokens)
+
+
 def batched_rounds(traces: Iterable[Trace]) -> list[list[RowRound]]:
     """The recorded batched rounds, each as its rows.
 
-    Rows of one forward log identical (seconds, draft_seconds, batch_size, batch_tokens); a
-    group whose size is not its batch_size (a row whose request failed, or is missing from the
-    log) is left out: its rows' contexts are not all known.
+    Rows of one forward log the same round id (`_round_key`); a group whose size is not its
+    batch_size (a row whose request failed, or is missing from the log) is left out: its rows'
+    contexts are not all known.
     """
     groups: dict[tuple, list[RowRound]] = defaultdict(list)
     for trace in traces:
         for row in replay_rows(trace):
             r = row.record
             if r.batch_size > 1:
-                groups[(r.seconds, r.draft_seconds, r.batch_size, r.batch_tokens)].append(row)
-    return [rows for key, rows in groups.items() if len(rows) == key[2]]
+                groups[_round_key(r)].append(row)
+    return [rows for rows in groups.values() if len(rows) == rows[0].record.batch_size]
 
 
 def fit_batch_cost(traces: Sequence[Trace], min_rounds: int = 8) -> LinearBatchCost | None:

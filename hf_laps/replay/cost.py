@@ -119,6 +119,7 @@ class ParametricCost:
     seconds_per_byte: float
     context_base: int = 128
     batched_draft: bool = False
+    device_kind: str = "cpu"   # the prior of the batch planner's round-cost model in a replay
 
     @classmethod
     def paper_pair_gpu(cls) -> "ParametricCost":
@@ -127,7 +128,8 @@ class ParametricCost:
         context); draft 1.9 ms per token; a 7B KV cache of 512 tokens is 268 MB (32 layers x 2 x
         4096 x 2 bytes = 524,288 bytes per token) and moves in 4.9 ms each way from pinned memory."""
         return cls(target_base=0.021, target_per_query=0.002 / 10, target_per_context=0.002 / 1920,
-                   t_draft=0.0019, kv_bytes_per_token=524_288, seconds_per_byte=0.0049 / 268_435_456)
+                   t_draft=0.0019, kv_bytes_per_token=524_288, seconds_per_byte=0.0049 / 268_435_456,
+                   device_kind="cuda")
 
     def t_target(self, context_tokens: int, query_tokens: int) -> float:
         return (self.target_base + self.target_per_query * max(query_tokens - 1, 0)

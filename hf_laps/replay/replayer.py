@@ -30,6 +30,7 @@ from hf_laps.serving.loop import ServingLoop
 from hf_laps.replay.cost import (CostModel, ParametricCost, RecordedCost, SwitchCost,
                                  linear_switch_cost)
 from hf_laps.scheduling import LengthPredictor, Policy, RoundReport, SchedulerConfig, make_policy
+from hf_laps.scheduling.batch_planner import resolve_max_batch_size
 from hf_laps.replay.traces import Trace
 from hf_laps.scheduling.predictors.feature_codec import decode_features
 from hf_laps.timing_log import TimingRecord
@@ -56,7 +57,9 @@ class TraceReplayer:
     matched to traces by request_id and admitted at the submission's arrival. A `RecordedCost`
     learns its batched-round price from these traces (`RecordedCost.for_traces`)."""
 
-    def __init__(self, traces: Sequence[Trace], cost: CostModel | None = None) -> None:
+    def __init__(self, traces: Sequence[Trace], cost: CostModel | None = None, device_kind: str | None = None) -> None:
+        # the round-cost prior of the loop's batch planner: the cost model's device, else a CPU's
+        self.device_kind = device_kind or getattr(cost, "device_kind", "cpu")
         self.traces = {t.custom_id: t for t in traces}
         if len(self.traces) != len(traces):
             raise ValueError("replay: traces must have unique custom_id")
@@ -222,8 +225,9 @@ def _admitted_or_inf(trace: Trace) -> float:
 def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchCost = 0.0, *,
              config: SchedulerConfig | None = None, predictor: LengthPredictor | None = None,
              cost: CostModel | None = None, kv_budget_bytes: int | None = None,
-             record_events: bool = True, max_batch_size: int = 1,
-             kv_capacity_bytes: int | None = None) -> SimulationResult:
+             record_events: bool = True, max_batch_size: int | str = 1,
+             kv_capacity_bytes: int | None = None, device_kind: str | None = None,
+             batch_plan: str = "cost") -> SimulationResult:
     """Replay `traces` under `policy` through the serving loop on a virtual clock.
 
     Args:
@@ -236,8 +240,14 @@ def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchC
             the KV budget decides what is parked).
         kv_budget_bytes: as ServingLoop (in the cost model's bytes).
         record_events: keep the policy's events in the result.
-        max_batch_size: requests per round (B); B > 1 plays batched rounds (`TraceReplayer.run_batch`),
-            priced by the cost model's `batch_seconds`.
+        max_batch_size: the most requests per round (B, a cap; "auto" as the real runs'
+            default); B > 1 plays batched rounds (`TraceReplayer.run_batch`), priced by the cost
+            model's `batch_seconds`, and the loop's batch planner decides each round's batch as
+            in a real run.
+        device_kind: the prior of the planner's round-cost model ("cpu", "cuda"); default: the
+            cost model's `device_kind`, else "cpu".
+        batch_plan: "cost" (the loop's batch planner, as real runs now decide) or "fill" (every
+            ranked candidate up to B: how logs recorded before the planner were batched).
         kv_capacity_bytes: as ServingLoop: admission waits while the admitted requests' worst-case
             KV bytes (prompt + max_new_tokens, at the cost model's bytes per token) would exceed it.
 
@@ -254,9 +264,11 @@ def simulate(traces: Sequence[Trace], policy: Policy | str, switch_cost: SwitchC
         if callable(switch_cost) or switch_cost:
             kv_budget_bytes = 0          # every paused request is parked: each resume pays
     schedule: list[str] = []
-    loop = ServingLoop(TraceReplayer(traces, cost), policy, clock=VirtualClock(),
+    max_batch_size = resolve_max_batch_size(max_batch_size)
+    loop = ServingLoop(TraceReplayer(traces, cost, device_kind), policy, clock=VirtualClock(),
                        kv_budget_bytes=kv_budget_bytes, on_round=lambda report: schedule.append(report.request_id),
-                       max_batch_size=max_batch_size, kv_capacity_bytes=kv_capacity_bytes)
+                       max_batch_size=max_batch_size, kv_capacity_bytes=kv_capacity_bytes,
+                       batch_plan=batch_plan)
     # admission order = the recording's (a log lists requests in the order they FINISHED, and
     # policies break ties in arrival by admission order); logs without admission times keep
     # the input order

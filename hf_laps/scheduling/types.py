@@ -95,8 +95,8 @@ class RoundReport:
             raise ValueError(f"round of {self.request_id!r}: seconds must be >= 0, "
                              f"got {self.seconds}")
 
-    def to_record(self) -> RoundRecord:
-        """The round as the timing log keeps it."""
+    def to_record(self, round_id: int | None = None) -> RoundRecord:
+        """The round as the timing log keeps it (`round_id`: the loop's number of the round)."""
         return RoundRecord(drafted=self.drafted, accepted=self.accepted, seconds=self.seconds,
                            draft_seconds=self.draft_seconds, batch_size=self.batch_size,
-                           batch_tokens=self.batch_tokens)
+                           batch_tokens=self.batch_tokens, round_id=round_id)

@@ -7,8 +7,8 @@ replaced by the exception, which the loop turns into that request's error.
 
 Each report says what the shared forward was (`RoundReport.batch_size`, `batch_tokens`), so the
 timing log keeps what a replay needs to learn the batched round's cost (hf_laps/replay/batch_cost.py).
-Every row, new requests' prefills included, shares the forward; a batch of one row reports a
-batch-1 round (the defaults): its log line is exactly a batch-1 round's.
+Every row, new requests' prefills included, shares the forward. A batch of one row runs the
+batch-1 round itself (`engine.step`, no batch layout): its log line is exactly a batch-1 round's.
 """
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ class BatchEngineExecutor(EngineExecutor):
         self.batched = BatchedRound(engine, token_budget)
 
     def run_batch(self, request_ids: list[str]) -> BatchRan:
+        if len(request_ids) == 1:
+            # a batch of one is the batch-1 round (`engine.step`): no batch layout to gather into
+            # and scatter out of, which the planner's one-row rounds at light load would pay
+            report = self.run_round(request_ids[0])
+            return BatchRan(reports=[report], seconds=report.seconds)
         states = [self.states[rid] for rid in request_ids]
         # tokens each row feeds besides its drafts: the committed tokens its target cache has not
         # seen (the whole prompt on a first round, the last round's bonus token after it)

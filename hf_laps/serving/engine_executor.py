@@ -33,6 +33,11 @@ class EngineExecutor:
         return Started(spec=_spec(submission, state), seconds=time.perf_counter() - began,
                        done=state.finished)
 
+    @property
+    def device_kind(self) -> str:
+        """"cpu", "cuda", ...: which prior the loop's round-cost model starts from."""
+        return self.engine.device.type
+
     def run_round(self, request_id: str) -> RoundReport:
         return round_report(self.engine.step(self.states[request_id]))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+from hf_laps.engine.batch_kv import supports_batching
 from hf_laps.engine.speculative import EngineConfig, SpeculativeEngine
 from hf_laps.scheduling import Policy, SchedulerConfig, make_policy
 from hf_laps.scheduling.predictors.registry import build_predictor
@@ -24,6 +25,7 @@ from hf_laps.serving.inputs import (PROMPT_COLUMNS, generation_options, normalis
                                     prompts_from_keywords)
 from hf_laps.serving.loop import ServingLoop
 from hf_laps.serving.progress import batch_progress
+from hf_laps.scheduling.batch_planner import resolve_max_batch_size
 from hf_laps.timing_log import TimingRecord
 
 
@@ -83,8 +85,12 @@ class LapsGenerator:
         kv_capacity_bytes: device bytes all running requests' KV caches may reach at worst; a
             request waits for admission while its worst case (prompt + max_new_tokens tokens)
             does not fit, and one that cannot fit even alone fails (None: admit all).
-        max_batch_size: requests per round; up to this many, picked by the policy, share one
-            target verify forward (`hf_laps.engine.batched_round.BatchedRound`). 1 = one request per round.
+        max_batch_size: the most requests per round (a cap): every round the batch planner
+            (`hf_laps.scheduling.batch_planner`) chooses how many of the policy's ranked requests
+            share one target verify forward (`hf_laps.engine.batched_round.BatchedRound`), by the
+            round-cost model it learns from the job's rounds. "auto" (default): up to
+            `AUTO_MAX_BATCH` (32), fewer when `kv_capacity_bytes` admits fewer; 1 for a model whose
+            cache cannot be batched (sliding-window layers). 1 = one request per round.
         progress: show a tqdm bar.
     """
 
@@ -101,11 +107,10 @@ class LapsGenerator:
         predictor_options: dict | None = None,
         kv_budget_bytes: int | None = None,
         kv_capacity_bytes: int | None = None,
-        max_batch_size: int = 1,
+        max_batch_size: int | str = "auto",
         progress: bool = True,
     ):
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        resolve_max_batch_size(max_batch_size)  # refuse a bad value now, not at generate()
         self.engine = SpeculativeEngine(model, tokenizer, assistant_model=assistant_model, config=engine_config)
         self.tokenizer = tokenizer
         self.policy_name = policy
@@ -211,10 +216,11 @@ class LapsGenerator:
         boundary on Ctrl-C).
         """
         bar = batch_progress(len(submissions), self.progress if progress is None else progress)
-        executor = BatchEngineExecutor(self.engine) if self.max_batch_size > 1 else EngineExecutor(self.engine)
+        size = self.batch_cap()
+        executor = BatchEngineExecutor(self.engine) if size > 1 else EngineExecutor(self.engine)
         loop = ServingLoop(executor, policy if policy is not None else self.make_policy(),
                            kv_budget_bytes=self.kv_budget_bytes, on_round=bar.on_round if bar is not None else None,
-                           max_batch_size=self.max_batch_size, kv_capacity_bytes=self.kv_capacity_bytes)
+                           max_batch_size=size, kv_capacity_bytes=self.kv_capacity_bytes)
         if loop_hook is not None:
             loop_hook(loop)
         try:
@@ -225,6 +231,13 @@ class LapsGenerator:
         finally:
             if bar is not None:
                 bar.close()
+
+    def batch_cap(self) -> int:
+        """The most requests per round: `max_batch_size`, with "auto" resolved (1 for a model whose
+        cache the batch layouts cannot hold)."""
+        if self.max_batch_size == "auto" and not supports_batching(self.engine.model):
+            return 1
+        return resolve_max_batch_size(self.max_batch_size)
 
     def make_policy(self):
         predictor = self.predictor

@@ -6,11 +6,16 @@
         ...   # one Completion per request, in the order requests finish
 
 At every round boundary the loop admits the requests whose arrival the clock has reached, asks
-the policy which requests run next (`Policy.pick_batch(now, B)`, B = `max_batch_size`), starts
-or resumes them, runs exactly one speculative round of each, and reports every round to the
-policy. B = 1 is not a separate path: it is a batch of one (`pick_batch(now, 1)` is
-`[pick(now)]` for every policy), run through `run_round`, or `run_batch` where the executor has
-it. A request that ran last round and is left out of this one is preempted. KV caches of paused
+the policy for its ranked candidates (`Policy.pick_batch(now, B)`, B = `max_batch_size`, a cap),
+lets the batch planner choose which of them share the round (`hf_laps.scheduling.batch_planner`:
+add a row in the policy's order while its marginal cost is below the waiting it saves, priced by
+the round-cost model `hf_laps.scheduling.round_cost`, which the loop feeds every round's rows,
+tokens and seconds), starts or resumes them, runs exactly one speculative round of each, and
+reports every round to the policy. B = 1 is not a separate path: it is a batch of one
+(`pick_batch(now, 1)` is `[pick(now)]` for every policy, and the planner keeps the head), run
+through `run_round`, or `run_batch` where the executor has it. A request that ran last round
+and is left out of this one is preempted. Every round gets a round id (0, 1, 2, ... per loop),
+logged with each of its rows, so a replay finds the rows of one batched round again. KV caches of paused
 requests stay on the device while their bytes fit `kv_budget_bytes`; beyond it the least
 recently run ones are parked in CPU memory and moved back when they run again: the seconds spent
 moving are the request's switch cost.
@@ -29,13 +34,16 @@ trace replayer takes it from a cost model. The loop charges every cost to its cl
 real run and its replay differ only by the cost model, never by the rules.
 
 A batched round (`run_batch`: one shared verify forward) charges the clock its seconds once.
-If it raises, each of its requests runs its round alone, so only the faulty one fails.
+If it raises, the cause is logged (logging.warning), counted (`batched_round_failures`, which the
+job summary reports) and each of its requests runs its round alone, so only the faulty one fails.
 
 Under greedy decoding a request's tokens do not depend on the schedule (tests check it): the
 policy changes only WHEN rounds run, never what a round computes.
 """
 from __future__ import annotations
 
+import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -43,7 +51,11 @@ from typing import Callable, Iterable, Iterator
 from hf_laps.serving.clock import RealClock, VirtualClock
 from hf_laps.serving.executor import Completion, Executor, Finished, RequestRejected, Started, Submission
 from hf_laps.scheduling import Policy, RoundReport
+from hf_laps.scheduling.batch_planner import BatchPlanner, Candidate, resolve_max_batch_size
+from hf_laps.scheduling.round_cost import RoundCostModel
 from hf_laps.timing_log import RoundRecord, TimingRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,6 +73,11 @@ class _Live:
     parked: bool = False
     kv_bytes: int = 0  # refreshed after each of its rounds (only they change it)
     reserved_bytes: int = 0  # its worst-case KV bytes, held against kv_capacity_bytes
+    prompt_tokens: int = 0   # what its first round feeds (the planner's estimate of a prefill row)
+    last_drafted: int | None = None  # drafts of its last round (the planner's estimate of the next)
+    budget: int = 0          # max_new_tokens; with `generated` and `per_round`, its remaining rounds
+    generated: int = 0
+    per_round: float = 1.0   # tokens emitted per round, smoothed
     has_stop: bool = False   # length-predictor flags of its spec, logged so replays see them too
     is_chat: bool = False
     rounds: list[RoundRecord] = field(default_factory=list)
@@ -77,7 +94,13 @@ class ServingLoop:
         clock: `RealClock()` (default) or `VirtualClock()` for replays.
         kv_budget_bytes: device bytes allowed for the KV caches of paused requests; None keeps
             every cache on the device.
-        max_batch_size: requests per round (B); B > 1 needs an executor with `run_batch`.
+        max_batch_size: the most requests per round (B, a cap); B > 1 needs an executor with
+            `run_batch`, and the batch planner chooses how many of the policy's B ranked
+            candidates run; "auto" = `AUTO_MAX_BATCH` where the executor batches, else 1.
+        round_cost: the round-cost model the planner prices rounds with and the loop teaches
+            (default: the prior of `executor.device_kind`, "cpu" when it has none).
+        batch_plan: "cost" (the planner) or "fill" (every ranked candidate up to the cap, as
+            the loop did before the planner: replays of logs recorded then).
         kv_capacity_bytes: device bytes all admitted requests' KV caches may reach at worst;
             admission waits while they would not fit (needs `executor.kv_bytes_per_token`).
             None admits every request on arrival.
@@ -87,7 +110,8 @@ class ServingLoop:
 
     def __init__(self, executor: Executor, policy: Policy, *, clock: RealClock | VirtualClock | None = None,
                  kv_budget_bytes: int | None = None, on_round: Callable[[RoundReport], None] | None = None,
-                 max_batch_size: int = 1, kv_capacity_bytes: int | None = None):
+                 max_batch_size: int | str = 1, kv_capacity_bytes: int | None = None,
+                 round_cost: RoundCostModel | None = None, batch_plan: str = "cost"):
         if kv_budget_bytes is not None and kv_budget_bytes < 0:
             raise ValueError(f"kv_budget_bytes must be >= 0, got {kv_budget_bytes}")
         if kv_capacity_bytes is not None and kv_capacity_bytes < 0:
@@ -95,7 +119,10 @@ class ServingLoop:
         if kv_capacity_bytes is not None and not callable(getattr(executor, "kv_bytes_per_token", None)):
             raise ValueError(f"kv_capacity_bytes needs an executor with kv_bytes_per_token; "
                              f"{type(executor).__name__} has none")
-        if max_batch_size < 1:
+        if max_batch_size is None or max_batch_size == "auto":  # the cap the executor allows
+            batches = callable(getattr(executor, "run_batch", None))
+            max_batch_size = resolve_max_batch_size("auto") if batches else 1
+        if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_batch_size > 1 and not callable(getattr(executor, "run_batch", None)):
             raise ValueError(f"max_batch_size {max_batch_size} needs an executor with run_batch; "
@@ -110,6 +137,11 @@ class ServingLoop:
         self.max_batch_size = max_batch_size
         self.batches = callable(getattr(executor, "run_batch", None))  # else every round runs alone (run_round)
         self.kv_capacity_bytes = kv_capacity_bytes
+        self.round_cost = round_cost or RoundCostModel.for_device(getattr(executor, "device_kind", "cpu"))
+        self.planner = BatchPlanner(self.round_cost, max_batch_size, batch_plan)
+        self.rounds_run = 0              # round ids handed out so far
+        self.batched_round_failures = 0  # batched rounds that raised and were rerun row by row
+        self._mean_drafted = 0.0         # drafts per row, smoothed: a first round's estimate
         self.stop_requested = False
         self.live: dict[str, _Live] = {}
         # started by the executor, waiting for KV capacity before the policy sees them (FIFO)
@@ -138,9 +170,11 @@ class ServingLoop:
                 if pending:
                     self.clock.wait_until(pending[-1].arrival, lambda: self.stop_requested)
                 continue
-            picked = set(request_ids)
-            if len(picked) != len(request_ids) or not picked <= self.live.keys():
+            if len(set(request_ids)) != len(request_ids) or not set(request_ids) <= self.live.keys():
                 self._refuse_pick(request_ids)
+            if len(request_ids) > 1:  # the planner: how many of the ranked candidates share the round
+                request_ids = self.planner.plan([self._candidate(self.live[rid]) for rid in request_ids])
+            picked = set(request_ids)
             for rid in running - picked:  # ran last round, left out of this one
                 if rid in self.live:
                     self.live[rid].preemptions += 1
@@ -149,6 +183,31 @@ class ServingLoop:
                 running.discard(completion.submission.request_id)
                 yield completion
             self._enforce_kv_budget(running)
+
+    def _candidate(self, live: _Live) -> Candidate:
+        """A request as the batch planner sees it.
+
+        Tokens it would feed this round: its prompt on its first round, else its bonus token;
+        plus its drafts (as many as its last round's, or the smoothed mean on a first). Rounds
+        left: its remaining token budget over the tokens it emits per round (an upper bound:
+        EOS or a stop string may end it sooner)."""
+        if live.last_drafted is None:
+            tokens = live.prompt_tokens + round(self._mean_drafted)
+        else:
+            tokens = 1 + live.last_drafted
+        remaining = math.ceil(max(live.budget - live.generated, 1) / max(live.per_round, 1.0))
+        return Candidate(live.submission.request_id, tokens, remaining)
+
+    def _observe(self, reports: list[RoundReport], seconds: float) -> None:
+        """Teach the round-cost model one round: its rows, the tokens they fed, its seconds."""
+        tokens = 0
+        for report in reports:
+            live = self.live.get(report.request_id)
+            prompt = live.prompt_tokens if live is not None else 0
+            tokens += (prompt if report.prefill else 1) + report.drafted
+            self._mean_drafted = 0.9 * self._mean_drafted + 0.1 * report.drafted
+        if reports:
+            self.round_cost.observe(len(reports), tokens, seconds)
 
     def _refuse_pick(self, request_ids: list[str]) -> None:
         unknown = [rid for rid in request_ids if rid not in self.live]
@@ -182,7 +241,7 @@ class ServingLoop:
                 return  # wait for a running request to finish and free its reservation
             self.held.popleft()
             live = _Live(submission, admitted=self.now(), admit_seconds=started.seconds, reserved_bytes=need,
-                         has_stop=started.spec.has_stop, is_chat=started.spec.is_chat)
+                         prompt_tokens=started.spec.prompt_tokens, budget=started.spec.max_new_tokens, has_stop=started.spec.has_stop, is_chat=started.spec.is_chat)
             if started.done:  # nothing to generate (budget 0)
                 live.start = live.first_token = self.now()
                 yield self._finish(live)
@@ -218,7 +277,12 @@ class ServingLoop:
         except Exception as exc:  # one bad request must not take the batch down
             return self._fail(live, f"{type(exc).__name__}: {exc}")
         self.clock.charge(report.seconds)
-        return self._account(live, report)
+        self._observe([report], report.seconds)
+        return self._account(live, report, self._next_round_id())
+
+    def _next_round_id(self) -> int:
+        self.rounds_run += 1
+        return self.rounds_run - 1
 
     def _run_batch(self, lives: list[_Live]) -> list[Completion]:
         """One batched round of `lives`; returns the Completions of those that left the loop."""
@@ -227,14 +291,20 @@ class ServingLoop:
             return [] if completion is None else [completion]
         for live in lives:
             self._prepare(live)
+        ids = [live.submission.request_id for live in lives]
         try:
-            ran = self.executor.run_batch([live.submission.request_id for live in lives])
-        except Exception:
+            ran = self.executor.run_batch(ids)
+        except Exception as exc:
             # the executor left every state as before the round: find the faulty request alone
+            self.batched_round_failures += 1
+            log.warning("batched round of %d requests (%s) raised %s: %s; rerunning each request alone",
+                        len(ids), ", ".join(ids), type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return [c for c in (self._run_round(live) for live in lives) if c is not None]
         self.clock.charge(ran.seconds)
+        self._observe(ran.reports, ran.seconds)
+        round_id = self._next_round_id()
         by_id = {live.submission.request_id: live for live in lives}
-        completions = [self._account(by_id[report.request_id], report) for report in ran.reports]
+        completions = [self._account(by_id[report.request_id], report, round_id) for report in ran.reports]
         completions += [self._fail(by_id[rid], message) for rid, message in ran.errors.items()]
         return [c for c in completions if c is not None]
 
@@ -246,13 +316,16 @@ class ServingLoop:
         if live.start is None:
             live.start = self.now()
 
-    def _account(self, live: _Live, report: RoundReport) -> Completion | None:
+    def _account(self, live: _Live, report: RoundReport, round_id: int) -> Completion | None:
         """Record a round that ran (its seconds already charged) and tell the policy."""
         request_id = live.submission.request_id
         now = live.last_run = self.now()
         if live.first_token is None and report.emitted:
             live.first_token = now
-        live.rounds.append(report.to_record())
+        live.last_drafted = report.drafted
+        live.generated += report.emitted
+        live.per_round = report.emitted if len(live.rounds) == 0 else 0.7 * live.per_round + 0.3 * report.emitted
+        live.rounds.append(report.to_record(round_id))
         if self.kv_budget_bytes is not None or self.kv_capacity_bytes is not None:
             live.kv_bytes = self.executor.kv_bytes(request_id)
         self.policy.on_round(report, now)
