@@ -6,7 +6,7 @@ import sys
 import click
 
 from hf_laps.cli.options import config_from_options, dataclass_options, model_options, predictor_options
-from hf_laps.engine.config import EngineConfig
+from hf_laps.serving import EngineConfig
 from hf_laps.scheduling import SchedulerConfig
 
 
@@ -79,7 +79,7 @@ def bench(input_path, replays, hide_cap, predictors, bursts, utilisations, poiss
         click.echo("error: give INPUT (a job file) or --replay REC (a recording to replay)", err=True)
         sys.exit(2)
     from hf_laps.jobs.bench import BenchConfig, format_bench_table, run_bench, write_json
-    from hf_laps.models.loading import ModelLoadError
+    from hf_laps.serving.generator import ModelLoadError
 
     scheduler_options = dict(options)   # before options gains the engine config
     try:

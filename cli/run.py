@@ -6,7 +6,7 @@ import sys
 import click
 
 from hf_laps.cli.options import config_from_options, dataclass_options, model_options, policy_options
-from hf_laps.engine.config import EngineConfig
+from hf_laps.serving import EngineConfig
 from hf_laps.scheduling import SchedulerConfig
 
 
@@ -51,7 +51,7 @@ def run(input_path, results, no_progress, num_processes, overwrite, **options):
     from hf_laps.jobs.runner import EXIT_INTERRUPTED, EXIT_USAGE, JobConfig
     from hf_laps.jobs.sharded import launched_processes, run_sharded, run_unsharded
     from hf_laps.jobs.summary import format_summary_table
-    from hf_laps.models.loading import ModelLoadError
+    from hf_laps.serving.generator import ModelLoadError
 
     if num_processes > 1 and launched_processes() not in (1, num_processes):
         raise click.UsageError(f"--num-processes {num_processes}, but the launcher started {launched_processes()}")

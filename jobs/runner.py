@@ -31,10 +31,11 @@ from hf_laps.jobs.notices import input_warnings
 from hf_laps.jobs.shard import ShardSpec
 from hf_laps.jobs.sink import JsonlSink, SinkError, completed_keys, probe_writable
 from hf_laps.jobs.stopping import graceful_stop
+from hf_laps.jobs.epochs import RunEpoch
 from hf_laps.jobs.summary import summarize
 from hf_laps.preflight import check_device, check_model_location
-from hf_laps.engine.config import EngineConfig
 from hf_laps.scheduling import SchedulerConfig, policy_entry
+from hf_laps.serving import ContextWindowExceeded, EngineConfig
 from hf_laps.timing_log import TimingRecord, read_timing_log
 from hf_laps.workloads import poisson_arrivals
 
@@ -247,24 +248,6 @@ def build_generator(config: JobConfig):
     )
 
 
-class RunEpoch:
-    """Stamps each timing record with its run's `run_epoch`: the Unix time of the loop clock's
-    zero, so that the runs of a resumed job can be placed one after the other
-    (hf_laps.runs)."""
-
-    def __init__(self, loop_hook) -> None:
-        self.loop_hook, self.loop, self.epoch = loop_hook, None, None
-
-    def attach(self, loop) -> None:
-        self.loop = loop
-        self.loop_hook(loop)
-
-    def stamp(self, record: TimingRecord) -> dict:
-        if self.epoch is None:  # the loop's clock is running now (it is reset when the loop starts)
-            self.epoch = time.time() - self.loop.now()
-        return {**record.to_json(), "run_epoch": self.epoch}
-
-
 def _serve(config, todo, generator, results, timing, outcome, stop, policy) -> bool:
     """Run the requests; True when interrupted (Ctrl-C / SIGTERM) before all were written."""
     truth = load_truth(config.truth) if config.truth else {}
@@ -322,7 +305,7 @@ def _submission(config, generator, request: JobRequest, truth: dict):
     arrival = 0.0 if config.ignore_arrivals or request.arrival_time is None else request.arrival_time
     submission = generator.submission(request.custom_id, prompt, kwargs, arrival)
     if request.max_tokens is not None:
-        _check_fits(generator.engine, submission.prompt, request.max_tokens)
+        _check_fits(generator, submission.prompt, request.max_tokens)
     known = truth.get(request.custom_id)
     if known is not None:
         submission.true_output_tokens = known.output_tokens
@@ -333,12 +316,10 @@ def _submission(config, generator, request: JobRequest, truth: dict):
     return submission
 
 
-def _check_fits(engine, prompt, max_tokens: int) -> None:
+def _check_fits(generator, prompt, max_tokens: int) -> None:
     """A 400 on `max_tokens` when prompt + max_tokens exceeds the model's context window."""
-    from hf_laps.engine.config import ContextWindowExceeded
-
     try:
-        engine.check_fits(engine.prompt_length(prompt), max_tokens)
+        generator.check_fits(prompt, max_tokens)
     except ContextWindowExceeded as exc:
         raise RequestRejected("max_tokens", (
             f"prompt ({exc.prompt_tokens} tokens) + max_tokens ({max_tokens}) exceeds the model's "

@@ -138,7 +138,7 @@ def _shard_config(config: JobConfig, spec: ShardSpec, state) -> JobConfig:
 
 def _run_shard(config: JobConfig, spec: ShardSpec, on_warning) -> ShardStatus:
     """Run the shard; any failure becomes its status instead of ending the process."""
-    from hf_laps.models.loading import ModelLoadError
+    from hf_laps.serving.generator import ModelLoadError
 
     where = {"shard": spec.index, "processes": spec.count, "host": socket.gethostname(),
              "device": config.device, "pid": os.getpid()}

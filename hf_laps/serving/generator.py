@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from hf_laps.engine.batch_kv import supports_batching
-from hf_laps.engine.speculative import EngineConfig, SpeculativeEngine
+from hf_laps.engine.config import EngineConfig
+from hf_laps.engine.speculative import SpeculativeEngine
+from hf_laps.models.loading import ModelLoadError  # noqa: F401 (what from_pretrained raises; for the job layer)
 from hf_laps.scheduling import Policy, SchedulerConfig, make_policy
 from hf_laps.scheduling.predictors.registry import build_predictor
 from hf_laps.serving.batch_executor import BatchEngineExecutor
@@ -200,6 +202,11 @@ class LapsGenerator:
             prompt = text
         return Submission(request_id, prompt, dict(generation_kwargs), arrival=arrival, prompt_text=text,
                           is_chat=is_chat)
+
+    def check_fits(self, prompt, max_new_tokens: int) -> None:
+        """Raise ContextWindowExceeded when the prompt + an explicit max_new_tokens exceeds the
+        target's context window (a default cap is fitted instead; the engine does that)."""
+        self.engine.check_fits(self.engine.prompt_length(prompt), max_new_tokens)
 
     def apply_chat_template(self, messages: Sequence[dict]) -> str:
         if self.tokenizer is None or not getattr(self.tokenizer, "chat_template", None):
