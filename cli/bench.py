@@ -125,7 +125,7 @@ def _headline_config(opts: dict, options: dict):
     return HeadlineConfig(predictors=opts["predictors"], bursts=opts["bursts"], utilisations=opts["utilisations"],
                           poisson_requests=opts["poisson_requests"], seeds=tuple(range(opts["seeds"])),
                           history=tuple(opts["history"]), scheduler=config_from_options(SchedulerConfig, options),
-                          **chosen)
+                          max_batch_size=options.get("max_batch_size", "auto"), **chosen)
 
 
 def _run_headline(replays, opts: dict, options: dict):

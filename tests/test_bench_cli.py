@@ -58,7 +58,8 @@ def test_replay_only_needs_no_model(tmp_path):
     job = tmp_path / "job.jsonl"
     job.write_text("\n".join(json.dumps({"custom_id": t.custom_id, "prompt": "x"}) for t in traces) + "\n")
     result = CliRunner().invoke(bench, [str(job), "--record", str(record), "--replay-only", "--predictor", "oracle",
-                                        "--json", str(tmp_path / "r.json"), "--out-dir", str(tmp_path / "o")])
+                                        "--json", str(tmp_path / "r.json"), "--out-dir", str(tmp_path / "o"),
+                                        "--max-batch-size", "1"])   # one request per round: the order decides
     assert result.exit_code == 0, result.output
     assert "replay only" in result.output and "replay:" in result.output
     data = json.loads((tmp_path / "r.json").read_text())

@@ -150,7 +150,8 @@ def test_cli_replays_a_reference_recording_with_the_cap_hidden(tmp_path):
     record = tmp_path / "ref.timing.jsonl"
     dump_traces(reference_like(8), record)
     common = ["--replay", str(record), "--predictors", "learned", "--bursts", "8", "--utilisations", "0.9",
-              "--poisson-requests", "16", "--seeds", "2", "--policies", "fcfs,lp-sjf"]
+              "--poisson-requests", "16", "--seeds", "2", "--policies", "fcfs,lp-sjf",
+              "--max-batch-size", "1"]   # one request per round: the order alone decides (a batch of 8 holds all)
     shown = run_cli(*common, "--json", str(tmp_path / "shown.json"))
     hidden = run_cli(*common, "--hide-cap", "--json", str(tmp_path / "hidden.json"))
     assert shown.returncode == 0 and hidden.returncode == 0, shown.stderr + hidden.stderr

@@ -53,6 +53,7 @@ class HeadlineConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     history: tuple[str, ...] = ()
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    max_batch_size: int | str = 1   # the batch cap of every replay (as `simulate`; "auto" = the run's default)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.policies if p not in policy_names()]
@@ -125,7 +126,8 @@ def replay_policy(sets: Sequence[Sequence[Trace]], policy: str, predictor: str |
     means, p99s, preemptions = [], [], []
     for seed, traces in enumerate(sets):
         fresh = new_predictor(predictor, history, seed) if predictor is not None else None
-        result = simulate(traces, make_policy(policy, cfg.scheduler, fresh), record_events=False)
+        result = simulate(traces, make_policy(policy, cfg.scheduler, fresh), record_events=False,
+                          max_batch_size=cfg.max_batch_size)
         means.append(result.mean_latency)
         p99s.append(percentile(result.latencies, 99))
         preemptions.append(result.preemptions)
