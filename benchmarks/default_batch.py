@@ -16,7 +16,7 @@ Scenarios: `burst` (every request at t = 0) and `poisson:U` (Poisson arrivals at
 capacity: rate = U / S, S the mean service seconds of a request at B = 1, measured by the burst's
 b1 run first). Within a scenario the sides run in order, then reversed on the next repeat
 (ABBA), so a drift of the machine's load hits them alike. Prints each run, then a table of tokens/s
-and mean latency per side and the ratios the issue's goals name (default / b1), and how many greedy
+and mean latency per side and the ratios the goals name (default / b1), and how many greedy
 texts equal b1's. Not a test: numbers depend on the machine and its load (printed).
 """
 from __future__ import annotations

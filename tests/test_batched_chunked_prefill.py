@@ -10,7 +10,6 @@ import torch
 from hf_laps import EngineConfig, SpeculativeEngine
 from hf_laps.engine.batched_round import BatchedRound
 import hf_reference as ref
-from test_batched_round import check_near_ties
 from tiny_models import EOS, prompts, tiny_target
 
 LONG = 3000
@@ -52,7 +51,7 @@ def test_a_long_prompt_joins_in_chunks_while_others_decode():
     while not all(s.finished for s in states):
         batcher.step([s for s in states if not s.finished])
     expected = [ref.plain_greedy(target, p, max_new_tokens=c) for p, c in zip(prompt_list, caps)]
-    assert check_near_ties(target, prompt_list, states, expected) == 0
+    assert ref.check_near_ties(target, prompt_list, states, expected) == 0
 
 
 def test_without_a_budget_a_prompt_joins_whole():

@@ -19,7 +19,6 @@ import hf_reference as ref
 from tiny_models import prompts
 
 N = 4
-NEAR_TIE = 1e-3
 
 
 def make_engine(target, draft=None, features=True):
@@ -54,32 +53,6 @@ def run_batched(engine, states, between=None, token_budget=None):
     return rounds, finished_at
 
 
-def top2_gap(model, ids: list[int]) -> float:
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0, -1].float()
-    top = torch.topk(logits, 2).values
-    return float(top[0] - top[1])
-
-
-def divergences(model, prompt, got: list[int], expected: list[int]) -> list[tuple[int, float]]:
-    """[(position, top-2 gap)] of the first divergence ([] when the tokens agree)."""
-    for position, (a, b) in enumerate(zip(got, expected)):
-        if a != b:
-            return [(position, top2_gap(model, prompt + expected[:position]))]
-    assert len(got) == len(expected) or got[-1] == model.config.eos_token_id
-    return []
-
-
-def check_near_ties(model, prompt_list, states, expected_list) -> int:
-    """Assert every divergence starts at a near-tie; returns how many requests diverged."""
-    count = 0
-    for prompt, state, expected in zip(prompt_list, states, expected_list):
-        for position, gap in divergences(model, prompt, state.output_ids, expected):
-            assert gap < NEAR_TIE, f"{state.request_id} diverges at {position} with top-2 gap {gap}"
-            count += 1
-    return count
-
-
 @pytest.mark.parametrize("drafting", ["prompt-lookup", "draft-model"])
 def test_batch_of_one_is_the_single_request_round(target, draft, drafting):
     engine = make_engine(target, draft if drafting == "draft-model" else None, features=False)
@@ -106,7 +79,7 @@ def test_greedy_batch_equals_plain_generate_up_to_near_ties(target, draft, draft
     states = start_all(engine, prompt_list, do_sample=False)
     rounds, finished_at = run_batched(engine, states)
     expected = [ref.plain_greedy(target, p, max_new_tokens=b) for p, b in zip(prompt_list, budgets(6))]
-    diverged = check_near_ties(target, prompt_list, states, expected)
+    diverged = ref.check_near_ties(target, prompt_list, states, expected)
     # the tiny model has no near-ties on these prompts: the batch reproduces generate exactly
     assert diverged == 0
     # ragged rounds really happened: requests finished at different rounds, and some rounds of
@@ -145,7 +118,7 @@ def test_requests_leave_the_batch_and_come_back(target, tmp_path):
     while not all(s.finished for s in states):
         batcher.step([s for s in states if not s.finished])
     expected = [ref.plain_greedy(target, p, max_new_tokens=b) for p, b in zip(prompt_list, budgets(4))]
-    assert check_near_ties(target, prompt_list, states, expected) == 0
+    assert ref.check_near_ties(target, prompt_list, states, expected) == 0
 
 
 def test_new_requests_join_a_running_batch(target):
@@ -161,7 +134,7 @@ def test_new_requests_join_a_running_batch(target):
     while not all(s.finished for s in states):
         batcher.step([s for s in states if not s.finished])
     expected = [ref.plain_greedy(target, p, max_new_tokens=b) for p, b in zip(prompt_list, budgets(5))]
-    assert check_near_ties(target, prompt_list, states, expected) == 0
+    assert ref.check_near_ties(target, prompt_list, states, expected) == 0
 
 
 def test_seeded_sampling_in_a_batch_matches_the_request_alone(target, draft):
@@ -266,7 +239,7 @@ def test_embedded_model_batch_equals_plain_greedy_up_to_near_ties(smollm2):
     while not all(s.finished for s in states):
         batcher.step([s for s in states if not s.finished])
     expected = [ref.plain_greedy(model, p, max_new_tokens=24) for p in prompt_list]
-    diverged = check_near_ties(model, prompt_list, states, expected)
+    diverged = ref.check_near_ties(model, prompt_list, states, expected)
     assert diverged <= 1, f"{diverged} of {len(states)} requests diverged (each at a near-tie)"
     assert max(s.metrics.mean_acceptance_length for s in states) > 2.0
 
@@ -298,7 +271,7 @@ def test_without_features_new_prompts_join_the_batch(target):
     assert all(r.prefill for r in outcome.results)
     run_batched(engine, states)
     expected = [ref.plain_greedy(target, p, max_new_tokens=b) for p, b in zip(prompt_list, budgets(4))]
-    assert check_near_ties(target, prompt_list, states, expected) == 0
+    assert ref.check_near_ties(target, prompt_list, states, expected) == 0
 
 
 def test_draft_model_drafts_every_row_in_one_forward_per_step(target, draft):
