@@ -70,7 +70,13 @@ def run(input_path, results, no_progress, num_processes, overwrite, **options):
             from hf_laps.cli.launch import relaunch
             from hf_laps.jobs.sharded import check_resumable
 
+            from hf_laps.jobs.sink import SinkError, probe_writable
+
             check_resumable(config, num_processes)
+            try:  # the workers would each fail on it, with tracebacks; one line here instead
+                probe_writable(results)
+            except SinkError as exc:
+                raise ValueError(str(exc)) from None
             sys.exit(relaunch(num_processes, results))
         run_job = run_sharded if launched_processes() > 1 else run_unsharded
         outcome = run_job(config, on_warning=lambda text: click.echo(f"warning: {text}", err=True))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli_subprocess import hf_laps
+from cli_subprocess import hf_laps
 
 FINISHED = '{"custom_id": "done", "response": {"status_code": 200}, "error": null}\n'
 

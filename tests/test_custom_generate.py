@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hf_laps import laps_generate
-from tests.tiny_models import prompts
+from tiny_models import prompts
 
 
 def left_padded(rows):

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from hf_laps import LapsGenerator
-from tests.cli_subprocess import hf_laps
-from tests.tiny_models import prompts
+from cli_subprocess import hf_laps
+from tiny_models import prompts
 
 
 @pytest.mark.parametrize("batch", [1, 2])

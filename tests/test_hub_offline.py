@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.cli_subprocess import hf_laps
+from cli_subprocess import hf_laps
 
 # seconds: the CLI's own start (imports) is ~5 s on a busy 2-core machine; the retry storm 28-46 s
 FAST = 20

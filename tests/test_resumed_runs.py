@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hf_laps.runs import place_runs
-from tests.cli_subprocess import hf_laps
+from cli_subprocess import hf_laps
 
 
 def record(cid: str, arrival: float, finish: float, epoch: float | None) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from hf_laps.jobs.bench import format_bench_table, headline
 from hf_laps.jobs.sink import SinkError, probe_writable
-from tests.cli_subprocess import REPO, hf_laps
+from cli_subprocess import REPO, hf_laps
 
 
 def test_report_given_the_results_file_names_the_timing_log(tmp_path):
@@ -75,6 +75,17 @@ def test_num_processes_prints_each_line_once_and_no_no_message(tmp_path, tiny_mo
     output = proc.stdout + proc.stderr
     assert "no message" not in output and "shard 1 of 2" not in output
     assert output.count("4 succeeded") == 1
+
+
+def test_num_processes_with_a_missing_results_folder_is_one_line(tmp_path, tiny_model_dir):
+    # before: every launched worker died with a FileNotFoundError traceback
+    job = tmp_path / "job.jsonl"
+    job.write_text(json.dumps({"custom_id": "r0", "prompt": "Hello", "max_tokens": 4}) + "\n")
+    proc = hf_laps("run", job, "-o", tmp_path / "missing" / "results.jsonl", "--model", tiny_model_dir,
+                   "--no-progress", "--num-processes", "2", timeout=400)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "missing" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "missing").exists()
 
 
 def test_the_readme_test_command_says_why_a_test_is_skipped():

@@ -8,7 +8,7 @@ from transformers import GenerationConfig
 
 from hf_laps import LapsGenerator
 from tests import hf_reference as ref
-from tests.tiny_models import prompts
+from tiny_models import prompts
 
 
 @pytest.fixture(scope="module")
