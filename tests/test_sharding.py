@@ -25,16 +25,17 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ne
 RUN_TIMEOUT = 300
 
 
-def write_job(path: Path, n: int = 12, bad_lines: bool = True, budget: int = 12) -> None:
-    """n completions and chats of uneven length, and two invalid lines (errors, no work)."""
+def write_job(path: Path, n: int = 12, bad_lines: bool = True, budget: int = 12, spread: int = 1) -> None:
+    """n completions and chats of uneven length (caps budget + (i % 4) * spread), and two invalid
+    lines (errors, no work)."""
     lines = []
     for i in range(n):
         text = " ".join(["the cat sat on the mat"] * (1 + i % 5))
         if i % 3 == 2:
             lines.append({"custom_id": f"r{i:02d}", "messages": [{"role": "user", "content": text}],
-                          "max_tokens": budget + i % 4})
+                          "max_tokens": budget + (i % 4) * spread})
         else:
-            lines.append({"custom_id": f"r{i:02d}", "prompt": text, "max_tokens": budget + i % 4})
+            lines.append({"custom_id": f"r{i:02d}", "prompt": text, "max_tokens": budget + (i % 4) * spread})
     rows = [json.dumps(line) for line in lines]
     if bad_lines:
         rows[3:3] = ['{"custom_id": "bad", "prompt": 7}', "not json"]
@@ -152,7 +153,9 @@ def _pid_writing(path: Path) -> int | None:
 
 def test_sigkill_of_one_process_then_resume_finishes_each_request_once(tmp_path, tiny_model_dir):
     job = tmp_path / "job.jsonl"
-    write_job(job, n=24, bad_lines=False, budget=60)
+    # caps 20 / 80 / 140 / 200: at the default every shard's requests share rounds, so records must
+    # finish at different rounds for the kill to land with some, not all, on disk
+    write_job(job, n=24, bad_lines=False, budget=20, spread=60)
     reference, results = tmp_path / "ref" / "results.jsonl", tmp_path / "out" / "results.jsonl"
     reference.parent.mkdir(), results.parent.mkdir()
     base = (job, "--model", tiny_model_dir, "--no-progress")
