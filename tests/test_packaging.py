@@ -41,7 +41,8 @@ def test_the_tree_has_the_layers_packages():
 # the modules that need torch to import (the engine, the model loaders and what wraps them); every
 # other module must import without torch, so its import test is `torchfree`
 NEEDS_TORCH = ("hf_laps.compat", "hf_laps.engine.", "hf_laps.models.loading", "hf_laps.preflight",
-               "hf_laps.serving.batch_executor", "hf_laps.serving.engine_executor", "hf_laps.serving.generator",
+               "hf_laps.serving.batch_executor", "hf_laps.serving.custom_generate", "hf_laps.serving.engine_executor",
+               "hf_laps.serving.generator",
                "hf_laps.serving.inputs", "hf_laps.jobs.bench", "hf_laps.jobs.runner", "hf_laps.jobs.sharded")
 
 
