@@ -53,3 +53,21 @@ def finite_json(value):
     if isinstance(value, (list, tuple)):
         return [finite_json(v) for v in value]
     return value
+
+
+def solve_linear(augmented: list[list[float]], tolerance: float) -> list[float] | None:
+    """x with A x = y for a small augmented [A | y], by Gaussian elimination with partial pivoting;
+    None when a pivot is at most `tolerance` (A singular at the caller's scale). Shared by the
+    replay's batch-cost fit and the scheduler's online round-cost model."""
+    n = len(augmented)
+    a = [list(row) for row in augmented]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda i: abs(a[i][col]))
+        if abs(a[pivot][col]) <= tolerance:
+            return None
+        a[col], a[pivot] = a[pivot], a[col]
+        for i in range(n):
+            if i != col:
+                f = a[i][col] / a[col][col]
+                a[i] = [v - f * p for v, p in zip(a[i], a[col])]
+    return [a[i][n] / a[i][i] for i in range(n)]

@@ -28,6 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence
 
+from hf_laps.stats import solve_linear
 from hf_laps.timing_log import RoundRecord
 
 from hf_laps.replay.traces import Trace
@@ -227,13 +228,5 @@ def least_squares(xs: list[list[float]], ys: list[float]) -> list[float] | None:
     a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] + [sum(r[i] * y for r, y in zip(rows, ys))]
          for i in range(n)]
     size = math.sqrt(sum(a[i][i] for i in range(n)))
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda i: abs(a[i][col]))
-        if abs(a[pivot][col]) <= 1e-9 * size * size:
-            return None
-        a[col], a[pivot] = a[pivot], a[col]
-        for i in range(n):
-            if i != col:
-                f = a[i][col] / a[col][col]
-                a[i] = [v - f * p for v, p in zip(a[i], a[col])]
-    return [a[i][n] / a[i][i] / scale[i] for i in range(n)]
+    solution = solve_linear(a, 1e-9 * size * size)
+    return None if solution is None else [w / scale[i] for i, w in enumerate(solution)]

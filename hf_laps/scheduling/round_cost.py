@@ -30,6 +30,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from hf_laps.stats import solve_linear
+
 # Measured on this project's 2-core CPU, embedded SmolLM2-135M, fp32, 2 threads, 200-token
 # contexts (median of 15 forwards each): (rows, tokens, seconds). Decode 1 row x 1 token 62-84 ms,
 # 8 rows 108-113 ms, 32 rows 243 ms; verify 1 x 11 tokens 132 ms, 8 x 11 tokens 413 ms.
@@ -129,7 +131,9 @@ class RoundCostModel:
     def _fit(self) -> RoundCost:
         system = [[p + d for p, d in zip(prow, drow)] for prow, drow in zip(self._prior, self._data)]
         for columns in ((0, 1, 2), (0, 1), (0, 2), (0,)):
-            coef = _solve([[system[i][j] for j in columns] + [system[i][3]] for i in columns])
+            augmented = [[system[i][j] for j in columns] + [system[i][3]] for i in columns]
+            diagonal = max(abs(augmented[i][i]) for i in range(len(columns))) or 1.0
+            coef = solve_linear(augmented, 1e-12 * diagonal)
             if coef is None or any(c < 0 for c in coef[1:]):
                 continue
             full = dict(zip(columns, coef))
@@ -139,20 +143,3 @@ class RoundCostModel:
     def summary(self) -> dict:
         """JSON-able state: the current line and how many rounds it has seen."""
         return {"a": self.line.a, "b": self.line.b, "c": self.line.c, "observed": self.observed}
-
-
-def _solve(augmented: list[list[float]]) -> list[float] | None:
-    """Gaussian elimination with partial pivoting on a small [A | y]; None when A is singular."""
-    n = len(augmented)
-    a = [list(row) for row in augmented]
-    scale = max((abs(a[i][i]) for i in range(n)), default=0.0) or 1.0
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda i: abs(a[i][col]))
-        if abs(a[pivot][col]) <= 1e-12 * scale:
-            return None
-        a[col], a[pivot] = a[pivot], a[col]
-        for i in range(n):
-            if i != col:
-                f = a[i][col] / a[col][col]
-                a[i] = [v - f * p for v, p in zip(a[i], a[col])]
-    return [a[i][n] / a[i][i] for i in range(n)]
